@@ -1,0 +1,11 @@
+"""sparseprec: exact, differentiable, memory-O(nnz) sparse Gaussians for PyTorch.
+
+The core (this package and its subpackages ``ops``, ...) imports only torch, NumPy and SciPy; the Pyro and GPyTorch
+integrations live in ``sparseprec.pyro`` and ``sparseprec.gpytorch`` and are imported explicitly.
+"""
+
+from . import ops
+from .ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+
+__all__ = ["ops", "sparse_mm", "sparse_triangular_solve", "sparse_csr_tensor"]
+__version__ = "0.1.0"

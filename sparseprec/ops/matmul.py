@@ -1,0 +1,95 @@
+"""``sparse_mm``: sparse times dense, with the gradient w.r.t. the sparse operand on its stored entries only."""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ._operands import Operands, operands
+from ._pattern import SparsePattern, pattern_of
+from ._sampled import sampled_product
+
+__all__ = ["sparse_mm"]
+
+
+class _SparseMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, A: torch.Tensor, B: torch.Tensor, ops: Operands, pattern: SparsePattern) -> torch.Tensor:
+        values = pattern.kernel_values(A)
+        C = pattern.kernel_matrix(values) @ ops.B2  # shape: (b n, p)
+        ctx.A, ctx.ops, ctx.pattern, ctx.values, ctx.B_shape = A, ops, pattern, values, B.shape
+        return C.reshape(ops.out_shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, G: torch.Tensor):
+        A, ops, pattern, values = ctx.A, ctx.ops, ctx.pattern, ctx.values
+        G2 = ops.to_kernel(G)  # shape: (b n, p)
+        grad_A = grad_B = None
+        if ctx.needs_input_grad[0]:
+            # dA_ij = sum_k G_ik B_jk at stored (i, j) only
+            dA = sampled_product(pattern, pattern.kernel_matrix(values), G2, ops.B2)
+            grad_A = pattern.gradient_like(A, dA)
+        if ctx.needs_input_grad[1]:
+            # dB = A^T G, with A^T's CSR index data cached on the pattern
+            grad_B = (pattern.transposed_kernel_matrix(values) @ G2).reshape(ctx.B_shape)
+        return grad_A, grad_B, None, None
+
+
+def sparse_mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    r"""Sparse-dense matrix product ``C = A B`` with gradients w.r.t. ``A`` at its stored entries only.
+
+    Forward: :math:`C = A B`, batched as :math:`C_b = A_b B_b`.
+
+    Backward, with :math:`G = \partial L / \partial C`:
+
+    .. math::
+
+        \frac{\partial L}{\partial B} = A^\top G, \qquad
+        \frac{\partial L}{\partial A_{ij}} = \sum_k G_{ik} B_{jk} \quad \text{for stored } (i, j) \text{ only.}
+
+    The gradient w.r.t. ``A`` is a sparse tensor with ``A``'s layout and indices (for an uncoalesced COO ``A``: its
+    coalesced indices, duplicates summed as torch does); the gradient w.r.t. ``B`` is dense. No ``n x m`` dense
+    intermediate is formed: ``dA`` is a sampled dense-dense product on the stored pattern, O(nnz p) time and O(nnz)
+    memory. Pattern-derived index data (CSR row pointers of a COO input, the transpose's CSR) is computed once per
+    sparsity pattern and cached (see :func:`sparseprec.ops.clear_pattern_cache`).
+
+    Parameters
+    ----------
+    A : torch.Tensor
+        Sparse COO or CSR matrix, shape ``(n, m)`` or batched ``(b, n, m)``; int32 or int64 CSR indices; float32 or
+        float64 values.
+    B : torch.Tensor
+        Dense tensor, shape ``(m, p)`` or ``(m,)`` for an unbatched ``A``, ``(b, m, p)`` for a batched one. Same dtype
+        and device as ``A``.
+
+    Returns
+    -------
+    torch.Tensor
+        Dense ``C`` of shape ``(n, p)``, ``(n,)`` or ``(b, n, p)``.
+
+    Raises
+    ------
+    TypeError
+        ``A`` or ``B`` not a tensor, ``A`` dense or of another sparse layout, ``B`` sparse, dtypes not floating or not
+        equal.
+    ValueError
+        Wrong number of dimensions, hybrid ``A``, inner sizes or batch sizes that do not match, devices that differ.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec import sparse_mm
+    >>> A = torch.tensor([[2.0, 0.0], [1.0, 3.0]]).to_sparse_csr().requires_grad_()
+    >>> B = torch.tensor([[1.0], [2.0]])
+    >>> C = sparse_mm(A, B)
+    >>> C
+    tensor([[2.],
+            [7.]], grad_fn=<_SparseMMBackward>)
+    >>> C.sum().backward()
+    >>> A.grad.values()  # one gradient per stored entry: B_j summed over columns
+    tensor([1., 1., 2.])
+    """
+    ops = operands(A, B, square=False, allow_vector=True)
+    return _SparseMM.apply(A, B, ops, pattern_of(A))
+
