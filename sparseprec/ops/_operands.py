@@ -47,9 +47,7 @@ def operands(A: object, B: object, *, square: bool, allow_vector: bool) -> Opera
     rows_b = B.shape[0] if B.dim() == 1 else B.shape[-2]
     if rows_b != m:
         what = "B.shape[0]" if B.dim() == 1 else "B.shape[-2]"
-        raise ValueError(
-            f"A of shape {tuple(A.shape)} needs {what} == {m}, got B of shape {tuple(B.shape)}"
-        )
+        raise ValueError(f"A of shape {tuple(A.shape)} needs {what} == {m}, got B of shape {tuple(B.shape)}")
     n = A.shape[-2]
     if B.dim() == 1:
         return Operands(B.reshape(m, 1).contiguous(), (n,))

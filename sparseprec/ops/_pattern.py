@@ -122,9 +122,7 @@ class SparsePattern:
 
     def kernel_matrix(self, values: torch.Tensor) -> torch.Tensor:
         """The kernel CSR matrix ``(N, M)`` with the given kernel-ordered values."""
-        return torch.sparse_csr_tensor(
-            self.crow, self.col, values, (self.n_rows, self.n_cols), check_invariants=False
-        )
+        return torch.sparse_csr_tensor(self.crow, self.col, values, (self.n_rows, self.n_cols), check_invariants=False)
 
     def transposed_kernel_matrix(self, values: torch.Tensor) -> torch.Tensor:
         """The CSR matrix of the kernel's transpose ``(M, N)``; its index data is built on first use and cached."""
@@ -142,9 +140,7 @@ class SparsePattern:
         """
         if self.layout == torch.sparse_csr:
             values = kernel_grad.reshape(A.values().shape)
-            return torch.sparse_csr_tensor(
-                A.crow_indices(), A.col_indices(), values, A.shape, check_invariants=False
-            )
+            return torch.sparse_csr_tensor(A.crow_indices(), A.col_indices(), values, A.shape, check_invariants=False)
         indices = A._indices() if self.coo_grad_indices is None else self.coo_grad_indices
         return torch.sparse_coo_tensor(indices, kernel_grad, A.shape, is_coalesced=True, check_invariants=False)
 
@@ -162,7 +158,7 @@ class SparsePattern:
         return f"row {r}" if len(self.shape) == 2 else f"batch {r // n}, row {r % n}"
 
     def check_triangular(self, upper: bool, unitriangular: bool, name: str) -> None:
-        """Check once per pattern that the stored entries fit ``upper``/``unitriangular``; raise ``ValueError`` if not."""
+        """Check (once per pattern) that the stored entries fit ``upper``/``unitriangular``, else ``ValueError``."""
         if (upper, unitriangular) in self._checked:
             return
         wrong_side = self.row > self.col64 if upper else self.row < self.col64
@@ -189,8 +185,8 @@ class SparsePattern:
                 has[self.row[positions]] = True
                 r = int(torch.nonzero(~has)[0, 0])
                 raise ValueError(
-                    f"{name} has no stored diagonal entry in {self._row_location(r)}: a triangular matrix with a missing diagonal is "
-                    "singular (pass unitriangular=True if the diagonal is an implied 1)"
+                    f"{name} has no stored diagonal entry in {self._row_location(r)}: a triangular matrix with a "
+                    "missing diagonal is singular (pass unitriangular=True if the diagonal is an implied 1)"
                 )
             self._diagonal = positions
         self._checked.add((upper, unitriangular))
@@ -235,12 +231,13 @@ class _PatternCache:
             candidates = [(k, e) for k, e in self._entries.items() if e[0] == meta]
             for key, (_, seen, seen_versions, pattern) in candidates:
                 if seen_versions == versions and all(
-                    s.data_ptr() == t.data_ptr() and s.stride() == t.stride() for s, t in zip(seen, indices)
+                    s.data_ptr() == t.data_ptr() and s.stride() == t.stride()
+                    for s, t in zip(seen, indices, strict=True)
                 ):
                     self._entries.move_to_end(key)
                     return pattern
-            for key, (_, seen, seen_versions, pattern) in candidates:
-                if all(torch.equal(s, t) for s, t in zip(seen, indices)):
+            for key, (_, seen, _versions, pattern) in candidates:
+                if all(torch.equal(s, t) for s, t in zip(seen, indices, strict=True)):
                     # same pattern held in new tensors: remember the new ones for the identity check next time
                     self._entries[key] = (meta, indices, versions, pattern)
                     self._entries.move_to_end(key)

@@ -105,7 +105,6 @@ def sparse_csr_tensor(
     check_dense(values, "values", dims=(1, 2))
     if col_indices.shape != values.shape:
         raise ValueError(
-            f"col_indices and values must have the same shape, got {tuple(col_indices.shape)} and "
-            f"{tuple(values.shape)}"
+            f"col_indices and values must have the same shape, got {tuple(col_indices.shape)} and {tuple(values.shape)}"
         )
     return _CSRFromValues.apply(crow_indices, col_indices, values, tuple(size))

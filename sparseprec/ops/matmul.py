@@ -92,4 +92,3 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """
     ops = operands(A, B, square=False, allow_vector=True)
     return _SparseMM.apply(A, B, ops, pattern_of(A))
-

@@ -1,0 +1,44 @@
+"""sparse_csr_tensor: values -> CSR with a backward that reads the gradient at the stored entries only."""
+
+from __future__ import annotations
+
+import torch
+
+from sparseprec import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+
+
+def test_backward_from_every_gradient_layout():
+    crow, col = torch.tensor([0, 1, 3]), torch.tensor([0, 0, 1])
+    v = torch.tensor([2.0, 1.0, 3.0], dtype=torch.float64, requires_grad=True)
+    A = sparse_csr_tensor(crow, col, v, (2, 2))
+    W = torch.tensor([[10.0, 20.0], [30.0, 40.0]], dtype=torch.float64)
+    # dense incoming gradient
+    (g,) = torch.autograd.grad(A, v, W)
+    torch.testing.assert_close(g, torch.tensor([10.0, 30.0, 40.0], dtype=torch.float64))
+    # sparse gradient on another pattern (missing (1, 0), extra (0, 1))
+    other = torch.sparse_coo_tensor(torch.tensor([[0, 0, 1], [0, 1, 1]]), torch.tensor([1.0, 5.0, 7.0]), (2, 2))
+    (g,) = torch.autograd.grad(A, v, other.double())
+    torch.testing.assert_close(g, torch.tensor([1.0, 0.0, 7.0], dtype=torch.float64))
+
+
+def test_batched_values():
+    crow = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    col = torch.tensor([[0, 1], [1, 0]])
+    v = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64, requires_grad=True)
+    A = sparse_csr_tensor(crow, col, v, (2, 2, 2))
+    B = torch.tensor([[[1.0], [10.0]], [[1.0], [10.0]]], dtype=torch.float64)
+    C = sparse_mm(A, B)
+    torch.testing.assert_close(C, torch.tensor([[[1.0], [20.0]], [[30.0], [4.0]]], dtype=torch.float64))
+    C.sum().backward()
+    torch.testing.assert_close(v.grad, torch.tensor([[1.0, 10.0], [10.0, 1.0]], dtype=torch.float64))
+
+
+def test_large_n_backward_is_not_densified():
+    # torch.sparse_csr_tensor's own backward would allocate n^2 * 8 bytes = 320 GB here.
+    n = 200_000
+    ar = torch.arange(n)
+    v = torch.full((n,), 2.0, dtype=torch.float64, requires_grad=True)
+    A = sparse_csr_tensor(torch.arange(n + 1), ar, v, (n, n))
+    B = torch.ones(n, 1, dtype=torch.float64)
+    sparse_triangular_solve(A, B, upper=False).sum().backward()
+    torch.testing.assert_close(v.grad, torch.full((n,), -0.25, dtype=torch.float64))
