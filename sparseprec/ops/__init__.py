@@ -5,9 +5,19 @@ stored entries get a gradient. Pattern-derived index data is cached per sparsity
 :mod:`sparseprec.ops._pattern` and :func:`clear_pattern_cache`).
 """
 
+import warnings as _warnings
+
+import torch as _torch
+
 from ._pattern import clear_pattern_cache
 from .construction import sparse_csr_tensor
 from .matmul import sparse_mm
 from .triangular import sparse_triangular_solve
+
+# torch prints a one-time "CSR support is in beta" notice on the first CSR tensor of a process; every op here builds
+# CSR kernels, so the notice would otherwise surface in users' programs as if they had asked for it. Consume it here.
+with _warnings.catch_warnings():
+    _warnings.simplefilter("ignore", UserWarning)
+    _torch.sparse_csr_tensor(_torch.zeros(2, dtype=_torch.int64), _torch.zeros(1, dtype=_torch.int64), _torch.ones(1))
 
 __all__ = ["sparse_mm", "sparse_triangular_solve", "sparse_csr_tensor", "clear_pattern_cache"]
