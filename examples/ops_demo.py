@@ -74,8 +74,10 @@ def main() -> None:
             print(f"step {step:4d}  -log p / (n k) = {loss.item():.4f}")
     elapsed = time.perf_counter() - t0
     phi = -(offdiag / log_diag.exp()).item()
-    print(f"{args.steps} steps in {elapsed:.2f} s; learned U_ii = {log_diag.exp().item():.3f} (true 1.000), "
-          f"AR coefficient = {phi:.3f} (true 0.800)")
+    print(
+        f"{args.steps} steps in {elapsed:.2f} s; learned U_ii = {log_diag.exp().item():.3f} (true 1.000), "
+        f"AR coefficient = {phi:.3f} (true 0.800)"
+    )
     if abs(phi - 0.8) > 0.05 or abs(log_diag.exp().item() - 1.0) > 0.05:
         raise SystemExit("the fit did not recover the true parameters")
 
