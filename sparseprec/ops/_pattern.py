@@ -15,10 +15,16 @@ The cache
 :func:`pattern_of` keys patterns by layout, shape, device, index dtypes and number of stored entries. Among the entries
 with the same key, the index tensors are compared first by identity (same data pointer, same version counter: the
 cache holds a reference to the tensors it saw, so their memory cannot be reused by another tensor while cached, and
-an in-place change bumps the version) and then by value with ``torch.equal`` (O(nnz), far cheaper than a sort). A
+an in-place change through the sparse tensor's own index tensors bumps the version and drops the stale entry) and then
+by value with ``torch.equal`` (O(nnz), far cheaper than a sort). A
 training loop that rebuilds ``torch.sparse_coo_tensor(indices, values)`` every step, or even calls ``.coalesce()``
 every step, therefore pays the COO->CSR conversion once. The cache keeps the :data:`CACHE_SIZE` most recently used
 patterns; :func:`clear_pattern_cache` empties it.
+
+Index tensors are treated as immutable once an op has seen them, as torch itself does (it checks sparse invariants only
+at construction). torch gives the index tensor inside a sparse tensor a version counter of its own, so a write into
+the *source* tensor that ``torch.sparse_coo_tensor(indices, ...)`` was built from is not seen: after such a write, call
+:func:`clear_pattern_cache`.
 """
 
 from __future__ import annotations
@@ -76,6 +82,13 @@ class SparsePattern:
             self._from_coo(A, batch, n, m)
         self.nnz = self.col.numel()
         self.col64 = self.col.long()
+        # Kernels get int32 indices where they fit: torch's MKL path converts int64 CSR indices to int32 on every call,
+        # and index_select gathers faster with them.
+        fits = max(self.n_rows, self.n_cols, self.nnz) < 2**31 - 1
+        index_dtype = torch.int32 if fits else torch.int64
+        self.crow, self.col = self.crow.to(index_dtype), self.col.to(index_dtype)
+        self.row_gather, self.col_gather = self.row.to(index_dtype), self.col
+        self._index_dtype = index_dtype
         self._transpose: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._diagonal: torch.Tensor | None = None  # kernel positions of the diagonal entries, once checked
         self._checked: set[tuple[bool, bool]] = set()
@@ -128,8 +141,8 @@ class SparsePattern:
         """The CSR matrix of the kernel's transpose ``(M, N)``; its index data is built on first use and cached."""
         if self._transpose is None:
             perm = torch.argsort(self.col64, stable=True)
-            crow_t = _crow_from_sorted_rows(self.col64[perm], self.n_cols)
-            self._transpose = (crow_t, self.row[perm], perm)
+            crow_t = _crow_from_sorted_rows(self.col64[perm], self.n_cols).to(self._index_dtype)
+            self._transpose = (crow_t, self.row_gather[perm], perm)
         crow_t, col_t, perm = self._transpose
         return torch.sparse_csr_tensor(crow_t, col_t, values[perm], (self.n_cols, self.n_rows), check_invariants=False)
 
@@ -228,15 +241,22 @@ class _PatternCache:
         )
         versions = tuple(t._version for t in indices)
         with self._lock:
-            candidates = [(k, e) for k, e in self._entries.items() if e[0] == meta]
-            for key, (_, seen, seen_versions, pattern) in candidates:
-                if seen_versions == versions and all(
+            candidates = []
+            for key, (entry_meta, seen, seen_versions, pattern) in list(self._entries.items()):
+                if entry_meta != meta:
+                    continue
+                same_memory = all(
                     s.data_ptr() == t.data_ptr() and s.stride() == t.stride()
                     for s, t in zip(seen, indices, strict=True)
-                ):
+                )
+                if same_memory and seen_versions == versions:
                     self._entries.move_to_end(key)
                     return pattern
-            for key, (_, seen, _versions, pattern) in candidates:
+                if same_memory:  # written in place since: the cached pattern is stale
+                    del self._entries[key]
+                else:
+                    candidates.append((key, seen, pattern))
+            for key, seen, pattern in candidates:
                 if all(torch.equal(s, t) for s, t in zip(seen, indices, strict=True)):
                     # same pattern held in new tensors: remember the new ones for the identity check next time
                     self._entries[key] = (meta, indices, versions, pattern)

@@ -72,3 +72,15 @@ def test_cache_is_bounded_and_clearable():
     assert len(_pattern._CACHE) == 0
     sparse_mm(torch.eye(2, dtype=torch.float64).to_sparse(), B)
     assert len(_pattern._CACHE) == 1
+
+
+def test_write_into_source_indices_needs_clear():
+    # documented contract: torch gives the sparse tensor's indices their own version counter, so a write into the
+    # source tensor is invisible; clear_pattern_cache() makes the next call see the new pattern.
+    idx = torch.tensor([[0, 1], [0, 1]])
+    B = torch.tensor([[1.0], [10.0]], dtype=torch.float64)
+    sparse_mm(_coo(idx, torch.ones(2, dtype=torch.float64), 2).coalesce(), B)
+    idx[1, 0] = 1
+    _pattern.clear_pattern_cache()
+    C = sparse_mm(_coo(idx, torch.ones(2, dtype=torch.float64), 2).coalesce(), B)
+    torch.testing.assert_close(C, torch.tensor([[10.0], [10.0]], dtype=torch.float64))
