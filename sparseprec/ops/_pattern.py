@@ -62,9 +62,9 @@ class SparsePattern:
     crow, col : torch.Tensor
         Row pointers ``(N + 1,)`` and column indices ``(nnz,)`` of the kernel matrix, ``N = b n``.
     row : torch.Tensor
-        Row index (int64) of every kernel entry, ``(nnz,)``.
-    col64 : torch.Tensor
-        ``col`` as int64.
+        Row index of every kernel entry, ``(nnz,)``.
+
+    The three index arrays are int32 when sizes allow, else int64.
     """
 
     def __init__(self, A: torch.Tensor):
@@ -81,14 +81,11 @@ class SparsePattern:
         else:
             self._from_coo(A, batch, n, m)
         self.nnz = self.col.numel()
-        self.col64 = self.col.long()
         # Kernels get int32 indices where they fit: torch's MKL path converts int64 CSR indices to int32 on every call,
-        # and index_select gathers faster with them.
+        # index_select gathers faster with them, and the cache holds half the bytes.
         fits = max(self.n_rows, self.n_cols, self.nnz) < 2**31 - 1
-        index_dtype = torch.int32 if fits else torch.int64
-        self.crow, self.col = self.crow.to(index_dtype), self.col.to(index_dtype)
-        self.row_gather, self.col_gather = self.row.to(index_dtype), self.col
-        self._index_dtype = index_dtype
+        self._index_dtype = torch.int32 if fits else torch.int64
+        self.crow, self.col, self.row = (t.to(self._index_dtype) for t in (self.crow, self.col, self.row))
         self._transpose: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._diagonal: torch.Tensor | None = None  # kernel positions of the diagonal entries, once checked
         self._checked: set[tuple[bool, bool]] = set()
@@ -140,9 +137,10 @@ class SparsePattern:
     def transposed_kernel_matrix(self, values: torch.Tensor) -> torch.Tensor:
         """The CSR matrix of the kernel's transpose ``(M, N)``; its index data is built on first use and cached."""
         if self._transpose is None:
-            perm = torch.argsort(self.col64, stable=True)
-            crow_t = _crow_from_sorted_rows(self.col64[perm], self.n_cols).to(self._index_dtype)
-            self._transpose = (crow_t, self.row_gather[perm], perm)
+            col = self.col.long()
+            perm = torch.argsort(col, stable=True)
+            crow_t = _crow_from_sorted_rows(col[perm], self.n_cols).to(self._index_dtype)
+            self._transpose = (crow_t, self.row[perm], perm)
         crow_t, col_t, perm = self._transpose
         return torch.sparse_csr_tensor(crow_t, col_t, values[perm], (self.n_cols, self.n_rows), check_invariants=False)
 
@@ -160,7 +158,7 @@ class SparsePattern:
     # ---- triangular structure ---------------------------------------------------------------------------------------
     def _entry_location(self, k: int) -> str:
         n = self.shape[-2]
-        r, c = int(self.row[k]), int(self.col64[k])
+        r, c = int(self.row[k]), int(self.col[k])
         if len(self.shape) == 2:
             return f"({r}, {c})"
         m = self.shape[-1]
@@ -174,7 +172,7 @@ class SparsePattern:
         """Check (once per pattern) that the stored entries fit ``upper``/``unitriangular``, else ``ValueError``."""
         if (upper, unitriangular) in self._checked:
             return
-        wrong_side = self.row > self.col64 if upper else self.row < self.col64
+        wrong_side = self.row > self.col if upper else self.row < self.col
         bad = torch.nonzero(wrong_side)
         if bad.numel():
             side = "below" if upper else "above"
@@ -182,7 +180,7 @@ class SparsePattern:
                 f"{name} was declared {'upper' if upper else 'lower'} triangular (upper={upper}) but stores "
                 f"{bad.shape[0]} entries {side} the diagonal, e.g. at {self._entry_location(int(bad[0, 0]))}"
             )
-        on_diag = self.row == self.col64
+        on_diag = self.row == self.col
         if unitriangular:
             diag = torch.nonzero(on_diag)
             if diag.numel():
@@ -195,7 +193,7 @@ class SparsePattern:
             positions = torch.nonzero(on_diag).reshape(-1)
             if positions.numel() != self.n_rows:
                 has = torch.zeros(self.n_rows, dtype=torch.bool, device=self.device)
-                has[self.row[positions]] = True
+                has[self.row[positions].long()] = True
                 r = int(torch.nonzero(~has)[0, 0])
                 raise ValueError(
                     f"{name} has no stored diagonal entry in {self._row_location(r)}: a triangular matrix with a "

@@ -23,8 +23,8 @@ def sampled_product(pattern: SparsePattern, kernel: torch.Tensor, U: torch.Tenso
     ``kernel`` is the pattern's kernel CSR matrix (its values are ignored).
     """
     if U.shape[-1] == 1:
-        u = U.reshape(-1).index_select(0, pattern.row_gather)
-        return u.mul_(V.reshape(-1).index_select(0, pattern.col_gather))
+        u = U.reshape(-1).index_select(0, pattern.row)
+        return u.mul_(V.reshape(-1).index_select(0, pattern.col))
     if pattern.nnz == 0:
         return U.new_zeros(0)
     return torch.sparse.sampled_addmm(kernel, U, V.transpose(0, 1), beta=0.0).values()

@@ -24,7 +24,7 @@ def _values_at(grad: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     ):
         return grad.values()
     pattern = pattern_of(A)
-    rows, cols = pattern.row, pattern.col64
+    rows, cols = pattern.row.long(), pattern.col.long()
     n, m = A.shape[-2], A.shape[-1]
     if grad.layout == torch.strided:
         return grad.reshape(pattern.n_rows, m)[rows, cols % m].reshape(A.values().shape)
