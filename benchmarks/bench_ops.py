@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -86,50 +88,74 @@ def torch_csr(L, dtype) -> torch.Tensor:
     )
 
 
-def make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz=float("inf")):
-    """name -> (forward callable, forward+backward callable or None, reset callable), sparseprec first."""
+@dataclass
+class Case:
+    """One method on one problem: a forward call, a forward+backward call, and the reset run before the latter."""
+
+    fwd: Callable[[], object] | None
+    fb: Callable[[], object] | None = None
+    reset: Callable[[], None] = field(default=gc.collect)
+
+
+def make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz=float("inf")) -> dict[str, Case]:
+    """The methods to compare on one problem, sparseprec first."""
     n = L.shape[0]
     A_csr = torch_csr(L, dtype)
     A = A_csr if layout == "CSR" else A_csr.to_sparse_coo().coalesce()
     B = torch.randn(n, p, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    # A as a leaf (its .grad is the sparse gradient), as a user of torchsparsegradutils would hold it
     A_leaf = A.detach().requires_grad_()
     B_leaf = B.clone().requires_grad_()
 
-    def reset():
+    def reset_leaf():
         A_leaf.grad = B_leaf.grad = None
         gc.collect()
 
-    def fwd_bwd(solve):
-        return lambda: solve(A_leaf, B_leaf).sum().backward()
+    # the training-loop path: the factor's values are the parameter and the sparse tensor is rebuilt every call
+    values = (A.values() if layout == "CSR" else A._values()).detach().clone().requires_grad_()
+
+    def from_values():
+        if layout == "CSR":
+            return sparseprec.sparse_csr_tensor(A.crow_indices(), A.col_indices(), values, A.shape)
+        return sparseprec.sparse_coo_tensor(A._indices(), values, A.shape, is_coalesced=True)
+
+    def reset_values():
+        values.grad = B_leaf.grad = None
+        gc.collect()
+
+    def ours(a, b):
+        return sparse_triangular_solve(a, b, upper=False)
 
     cases = {
-        "sparseprec": (
-            lambda: sparse_triangular_solve(A, B, upper=False),
-            fwd_bwd(lambda a, b: sparse_triangular_solve(a, b, upper=False)),
+        "sparseprec": Case(lambda: ours(A, B), lambda: ours(A_leaf, B_leaf).sum().backward(), reset_leaf),
+        "sparseprec, values as parameter": Case(
+            None, lambda: ours(from_values(), B_leaf).sum().backward(), reset_values
         ),
     }
     if tsgu is not None and "tsgu" in methods and (layout == "CSR" or L.nnz <= tsgu_coo_max_nnz):
-        cases["torchsparsegradutils"] = (
-            lambda: tsgu.sparse_triangular_solve(A, B, upper=False),
-            fwd_bwd(lambda a, b: tsgu.sparse_triangular_solve(a, b, upper=False)),
+
+        def theirs(a, b):
+            return tsgu.sparse_triangular_solve(a, b, upper=False)
+
+        cases["torchsparsegradutils"] = Case(
+            lambda: theirs(A, B), lambda: theirs(A_leaf, B_leaf).sum().backward(), reset_leaf
         )
     if layout == "CSR":
-        cases["torch native (CSR, fwd only)"] = (lambda: torch.triangular_solve(B, A_csr, upper=False).solution, None)
+        cases["torch native (CSR, fwd only)"] = Case(lambda: torch.triangular_solve(B, A_csr, upper=False))
         if "scipy" in methods:
             Ls = L.astype(np.float32 if dtype == torch.float32 else np.float64)
             Bn = B.numpy()
-            cases["scipy spsolve_triangular (fwd only)"] = (lambda: spla.spsolve_triangular(Ls, Bn, lower=True), None)
-    return cases, reset
+            cases["scipy spsolve_triangular (fwd only)"] = Case(lambda: spla.spsolve_triangular(Ls, Bn, lower=True))
+    return cases
 
 
 def child_memory(path: str, p: int, dtype: str, layout: str, method: str) -> None:
     """Child-process mode: print the steady-state peak extra memory of one forward+backward of one method."""
     L = sp.load_npz(path).tocsr()
-    cases, reset = make_cases(L, p, getattr(torch, dtype), layout, ["tsgu"])
-    fb = cases[method][1]
-    reset()
-    fb()  # warm-up: builds cached pattern data, as in a training loop's first step
-    print(peak_extra_bytes(fb, reset))
+    case = make_cases(L, p, getattr(torch, dtype), layout, ["tsgu"])[method]
+    case.reset()
+    case.fb()  # warm-up: builds cached pattern data, as in a training loop's first step
+    print(peak_extra_bytes(case.fb, case.reset))
 
 
 def measure_memory(path: str, p: int, dtype: torch.dtype, layout: str, method: str) -> float:
@@ -143,33 +169,36 @@ def measure_memory(path: str, p: int, dtype: torch.dtype, layout: str, method: s
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def median_or_nan(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
 def run_case(rows, problem, L, path, p, dtype, layout, repeats, methods, tsgu_coo_max_nnz, slow_s=20.0):
-    n = L.shape[0]
-    cases, reset = make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz)
+    cases = make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz)
     # Warm up every method once (the first call builds cached pattern data), then time them in interleaved rounds so
     # that machine noise hits all methods alike. A method whose warm-up took over `slow_s` gets at most 3 rounds.
     sparseprec.ops.clear_pattern_cache()
     budget = {}
-    for name, (fwd, fb) in cases.items():
-        t = timed(fwd) + (timed(fb, reset) if fb is not None else 0.0)
+    for name, case in cases.items():
+        t = (timed(case.fwd) if case.fwd else 0.0) + (timed(case.fb, case.reset) if case.fb else 0.0)
         budget[name] = repeats if t < slow_s else min(repeats, 3)
     times = {name: ([], []) for name in cases}
     for r in range(repeats):
-        for name, (fwd, fb) in cases.items():
+        for name, case in cases.items():
             if r < budget[name]:
-                times[name][0].append(timed(fwd))
-                if fb is not None:
-                    times[name][1].append(timed(fb, reset))
+                if case.fwd:
+                    times[name][0].append(timed(case.fwd))
+                if case.fb:
+                    times[name][1].append(timed(case.fb, case.reset))
     ours = None
-    for name, (_fwd, fb) in cases.items():
-        t_fwd = statistics.median(times[name][0])
-        t_fb = statistics.median(times[name][1]) if fb is not None else float("nan")
-        mem = measure_memory(path, p, dtype, layout, name) if fb is not None else float("nan")
+    for name, case in cases.items():
+        t_fwd, t_fb = median_or_nan(times[name][0]), median_or_nan(times[name][1])
+        mem = measure_memory(path, p, dtype, layout, name) if case.fb else float("nan")
         if ours is None:
             ours = {"fwd": t_fwd, "fb": t_fb, "mem": mem}
         row = {
             "problem": problem,
-            "n": n,
+            "n": L.shape[0],
             "nnz": L.nnz,
             "p": p,
             "dtype": str(dtype).replace("torch.", ""),
@@ -279,23 +308,22 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    problems = []
-    factor_how = "n/a"
-    for s in args.sizes:
-        t0 = time.perf_counter()
-        L, factor_how = cholesky_factor(grid_precision(s))
-        print(
-            f"grid-{s}: n={L.shape[0]:,}, nnz(L)={L.nnz:,}, factorised by {factor_how} in "
-            f"{time.perf_counter() - t0:.1f} s",
-            flush=True,
-        )
-        problems.append((f"grid-{s}", L))
-    if args.ar1:
-        problems.append(("ar1", ar1_factor(args.ar1)))
+    def problems():
+        """Yield (name, factor) one at a time, so that only one large factor is in memory."""
+        for s in args.sizes:
+            t0 = time.perf_counter()
+            L, how = cholesky_factor(grid_precision(s))
+            factor_how.append(how)
+            took = time.perf_counter() - t0
+            print(f"grid-{s}: n={L.shape[0]:,}, nnz(L)={L.nnz:,}, factorised by {how} in {took:.1f} s", flush=True)
+            yield f"grid-{s}", L
+        if args.ar1:
+            yield "ar1", ar1_factor(args.ar1)
 
+    factor_how: list[str] = []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for problem, L in problems:
+        for problem, L in problems():
             path = os.path.join(tmp, f"{problem}.npz")
             sp.save_npz(path, L)
             for dtype_name in args.dtypes:
@@ -305,8 +333,10 @@ def main() -> None:
                         run_case(
                             rows, problem, L, path, p, dtype, layout, args.repeats, args.methods, args.tsgu_coo_max_nnz
                         )
+            del L
+            gc.collect()
     if not args.no_write:
-        write_table(rows, factor_how, sys.argv[1:])
+        write_table(rows, ", ".join(sorted(set(factor_how))) or "n/a", sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ def grid_precision(s: int, kappa2: float = 1.0) -> sp.csc_matrix:
 def cholesky_factor(Q: sp.spmatrix) -> tuple[sp.csr_matrix, str]:
     """Lower-triangular ``L`` with ``L Lᵀ = P Q Pᵀ`` for a fill-reducing permutation ``P``, and how it was computed.
 
-    CHOLMOD (AMD ordering, simplicial-or-supernodal as CHOLMOD chooses) when scikit-sparse is installed; otherwise
-    SciPy's SuperLU in symmetric mode without pivoting (``Q = L' D L'ᵀ`` up to ordering, then ``L = L' D^½``).
+    CHOLMOD with a nested-dissection (METIS) ordering, or AMD where CHOLMOD has no METIS, when scikit-sparse is
+    installed; otherwise SciPy's SuperLU in symmetric mode without pivoting (``Q = L' D L'ᵀ`` up to ordering, then
+    ``L = L' D^½``).
     """
     try:
         from sksparse.cholmod import cholesky
@@ -28,8 +29,13 @@ def cholesky_factor(Q: sp.spmatrix) -> tuple[sp.csr_matrix, str]:
         L = (lu.L @ sp.diags(np.sqrt(lu.U.diagonal()))).tocsr()
         how = "SciPy SuperLU (MMD on AᵀA+A, symmetric mode)"
     else:
-        L = cholesky(Q.tocsc(), ordering_method="amd").L().tocsr()
-        how = "CHOLMOD (AMD)"
+        for ordering in ("metis", "amd"):
+            try:
+                L = cholesky(Q.tocsc(), ordering_method=ordering).L().tocsr()
+            except Exception:  # CHOLMOD built without METIS
+                continue
+            how = f"CHOLMOD ({ordering.upper()} ordering)"
+            break
     L.sort_indices()
     return L, how
 

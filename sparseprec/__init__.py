@@ -5,7 +5,7 @@ integrations live in ``sparseprec.pyro`` and ``sparseprec.gpytorch`` and are imp
 """
 
 from . import ops
-from .ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_mm, sparse_triangular_solve
 
-__all__ = ["ops", "sparse_mm", "sparse_triangular_solve", "sparse_csr_tensor"]
+__all__ = ["ops", "sparse_mm", "sparse_triangular_solve", "sparse_csr_tensor", "sparse_coo_tensor"]
 __version__ = "0.1.0"

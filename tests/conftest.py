@@ -79,7 +79,7 @@ def rebuild(A: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """``A``'s pattern with new (differentiable) values, via constructors whose backward is O(nnz)."""
     if A.layout == torch.sparse_csr:
         return sparseprec.sparse_csr_tensor(A.crow_indices(), A.col_indices(), values, A.shape)
-    return torch.sparse_coo_tensor(A._indices(), values, A.shape, is_coalesced=A.is_coalesced())
+    return sparseprec.sparse_coo_tensor(A._indices(), values, A.shape, is_coalesced=A.is_coalesced())
 
 
 def stored_values(A: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import warnings as _warnings
 import torch as _torch
 
 from ._pattern import clear_pattern_cache
-from .construction import sparse_csr_tensor
+from .construction import sparse_coo_tensor, sparse_csr_tensor
 from .matmul import sparse_mm
 from .triangular import sparse_triangular_solve
 
@@ -20,4 +20,10 @@ with _warnings.catch_warnings():
     _warnings.simplefilter("ignore", UserWarning)
     _torch.sparse_csr_tensor(_torch.zeros(2, dtype=_torch.int64), _torch.zeros(1, dtype=_torch.int64), _torch.ones(1))
 
-__all__ = ["sparse_mm", "sparse_triangular_solve", "sparse_csr_tensor", "clear_pattern_cache"]
+__all__ = [
+    "sparse_mm",
+    "sparse_triangular_solve",
+    "sparse_csr_tensor",
+    "sparse_coo_tensor",
+    "clear_pattern_cache",
+]

@@ -1,8 +1,11 @@
-"""Building a CSR matrix from learnable values with an O(nnz) backward.
+"""Building sparse matrices from learnable values with an O(nnz) backward.
 
 torch's own ``torch.sparse_csr_tensor(crow, col, values)`` is differentiable w.r.t. ``values``, but its backward
 (and that of ``A.values()`` on a CSR tensor) materialises a dense ``n x n`` gradient: at ``n = 9e4`` that is a 65 GB
-allocation. :func:`sparse_csr_tensor` is the drop-in whose backward reads the gradient only at the stored entries.
+allocation. ``torch.sparse_coo_tensor``'s backward is sparse but matches the gradient's pattern to the input's on
+every call. :func:`sparse_csr_tensor` and :func:`sparse_coo_tensor` are drop-ins whose backward reads the gradient only
+at the stored entries and, for the gradients the ops of :mod:`sparseprec.ops` return (same pattern, same index
+tensors), does no index work at all.
 """
 
 from __future__ import annotations
@@ -11,34 +14,47 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .._validation import check_dense, check_tensor
-from ._pattern import pattern_of
+from ._pattern import SparsePattern, pattern_of
 
-__all__ = ["sparse_csr_tensor"]
+__all__ = ["sparse_csr_tensor", "sparse_coo_tensor"]
 
 
-def _values_at(grad: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-    """Entries of ``grad`` (any layout) at the stored positions of the CSR matrix ``A``, shaped like ``A.values()``."""
-    if grad.layout == torch.sparse_csr and (
-        grad.col_indices() is A.col_indices()
-        or (torch.equal(grad.crow_indices(), A.crow_indices()) and torch.equal(grad.col_indices(), A.col_indices()))
-    ):
-        return grad.values()
-    pattern = pattern_of(A)
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+
+
+def _kernel_values_at(grad: torch.Tensor, A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
+    """Entries of ``grad`` (dense or sparse, any pattern) at ``A``'s stored positions, in kernel order ``(nnz,)``."""
+    if grad.layout == torch.sparse_csr and A.layout == torch.sparse_csr:
+        if _same_memory(grad.col_indices(), A.col_indices()) and _same_memory(grad.crow_indices(), A.crow_indices()):
+            return grad.values().reshape(-1)  # the gradient_like() of every op: nothing to match
+    if grad.layout == torch.sparse_coo and A.layout == torch.sparse_coo:
+        own = A._indices() if pattern.coo_grad_indices is None else pattern.coo_grad_indices
+        if _same_memory(grad._indices(), own) and grad.is_coalesced():
+            return grad._values()
     rows, cols = pattern.row.long(), pattern.col.long()
     n, m = A.shape[-2], A.shape[-1]
     if grad.layout == torch.strided:
-        return grad.reshape(pattern.n_rows, m)[rows, cols % m].reshape(A.values().shape)
+        return grad.reshape(pattern.n_rows, m)[rows, cols % m]
     # another sparse pattern: look each stored entry up among the gradient's sorted (coalesced) linear keys
     g = grad.to_sparse_coo().coalesce()
     idx = g.indices()
     g_rows, g_cols = (idx[0] * n + idx[1], idx[0] * m + idx[2]) if g.dim() == 3 else (idx[0], idx[1])
     g_keys = g_rows * pattern.n_cols + g_cols
     if g_keys.numel() == 0:
-        return grad.new_zeros(A.values().shape)
+        return grad.new_zeros(pattern.nnz)
     keys = rows * pattern.n_cols + cols
     pos = torch.searchsorted(g_keys, keys).clamp_(max=g_keys.numel() - 1)
-    out = torch.where(g_keys[pos] == keys, g.values()[pos], 0)
-    return out.reshape(A.values().shape)
+    return torch.where(g_keys[pos] == keys, g.values()[pos], 0)
+
+
+def _values_grad(grad: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """``dL/dvalues`` for ``A`` built from ``values``: ``grad`` read at every stored entry (duplicates too)."""
+    pattern = pattern_of(A)
+    kernel = _kernel_values_at(grad, A, pattern)
+    if A.layout == torch.sparse_csr:
+        return kernel.reshape(A.values().shape)
+    return kernel if pattern.inverse is None else kernel[pattern.inverse]
 
 
 class _CSRFromValues(torch.autograd.Function):
@@ -51,7 +67,20 @@ class _CSRFromValues(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        return None, None, _values_at(grad, ctx.A), None
+        return None, None, _values_grad(grad, ctx.A), None
+
+
+class _COOFromValues(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, indices: torch.Tensor, values: torch.Tensor, size: tuple[int, ...], is_coalesced: bool | None):
+        A = torch.sparse_coo_tensor(indices, values, size, is_coalesced=is_coalesced, check_invariants=False)
+        ctx.A = A
+        return A
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        return None, _values_grad(grad, ctx.A), None, None
 
 
 def sparse_csr_tensor(
@@ -108,3 +137,61 @@ def sparse_csr_tensor(
             f"col_indices and values must have the same shape, got {tuple(col_indices.shape)} and {tuple(values.shape)}"
         )
     return _CSRFromValues.apply(crow_indices, col_indices, values, tuple(size))
+
+
+def sparse_coo_tensor(
+    indices: torch.Tensor,
+    values: torch.Tensor,
+    size: tuple[int, ...] | torch.Size,
+    *,
+    is_coalesced: bool | None = None,
+) -> torch.Tensor:
+    r"""A COO matrix built from ``values`` whose backward to ``values`` costs O(nnz) and no index matching.
+
+    Forward: ``torch.sparse_coo_tensor(indices, values, size, is_coalesced=is_coalesced)`` (duplicates, if any, are
+    summed by every op). Backward: :math:`\partial L / \partial v_e = \bar A_{i_e j_e}` for every stored entry
+    :math:`e` (each duplicate receives the gradient of its position). For the gradients the ops of
+    :mod:`sparseprec.ops` return this is a plain read (a gather through the cached coalescing map for uncoalesced
+    indices); dense gradients and other sparse patterns are read at the stored positions.
+
+    Parameters
+    ----------
+    indices : torch.Tensor
+        int64 indices, shape ``(2, nnz)`` or ``(3, nnz)`` (batch, row, column).
+    values : torch.Tensor
+        Dense values, shape ``(nnz,)``; may require grad.
+    size : tuple of int
+        ``(n, m)`` or ``(b, n, m)``.
+    is_coalesced : bool, optional
+        Declare the indices sorted and unique (as torch's argument of the same name); ``None`` lets torch decide.
+
+    Returns
+    -------
+    torch.Tensor
+        Sparse COO tensor.
+
+    Raises
+    ------
+    TypeError
+        Arguments that are not tensors, or a sparse ``values``.
+    ValueError
+        ``indices`` not of shape ``(len(size), nnz)`` matching ``values``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.ops import sparse_coo_tensor, sparse_mm
+    >>> v = torch.tensor([2.0, 1.0, 3.0], requires_grad=True)
+    >>> A = sparse_coo_tensor(torch.tensor([[0, 1, 1], [0, 0, 1]]), v, (2, 2), is_coalesced=True)
+    >>> sparse_mm(A, torch.tensor([[1.0], [10.0]])).sum().backward()
+    >>> v.grad
+    tensor([ 1.,  1., 10.])
+    """
+    check_tensor(indices, "indices")
+    check_dense(values, "values", dims=(1,))
+    if indices.dim() != 2 or indices.shape[0] != len(size) or indices.shape[1] != values.shape[0]:
+        raise ValueError(
+            f"indices must have shape ({len(size)}, nnz) with nnz = values.shape[0] = {values.shape[0]}, got "
+            f"{tuple(indices.shape)}"
+        )
+    return _COOFromValues.apply(indices, values, tuple(size), is_coalesced)

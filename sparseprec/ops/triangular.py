@@ -55,8 +55,13 @@ class _SparseTriangularSolve(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # d op(A) = -dB X^T, so dA_ij = -sum_k dB_ik X_jk (transpose=False) or -sum_k X_ik dB_jk (transpose=True),
             # evaluated at the stored (i, j) only.
-            dA = sampled_product(pattern, kernel, X, dB) if transpose else sampled_product(pattern, kernel, dB, X)
-            grad_A = pattern.gradient_like(ctx.A, dA.neg_())
+            # (the sign goes on X, n x p, rather than on the nnz-long result)
+            minus_X = X.neg()
+            if transpose:
+                dA = sampled_product(pattern, kernel, minus_X, dB)
+            else:
+                dA = sampled_product(pattern, kernel, dB, minus_X)
+            grad_A = pattern.gradient_like(ctx.A, dA)
         grad_B = dB.reshape(ctx.B_shape) if ctx.needs_input_grad[1] else None
         return grad_A, grad_B, None, None, None, None, None
 
