@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -47,6 +48,14 @@ except ImportError:  # pragma: no cover - the comparison needs the `test` extra
     tsgu = None
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+LEAF_NOTE = (
+    "Rows `sparseprec` and `torchsparsegradutils` hold the factor as a sparse leaf tensor (`A.requires_grad_()`; "
+    "the gradient lands in `A.grad`). For a sparse CSR leaf, torch's gradient accumulation always copies the "
+    "incoming sparse gradient (indices and values), a cost both libraries pay. The row `sparseprec, values as "
+    "parameter` is the training-loop path: the factor's values are the parameter and the sparse tensor is rebuilt "
+    "every call with `sparseprec.sparse_csr_tensor` / `sparseprec.sparse_coo_tensor` (torch's own "
+    "`sparse_csr_tensor` would allocate a dense n × n gradient there).\n\n"
+)
 BEGIN, END = "<!-- bench_ops:begin -->", "<!-- bench_ops:end -->"
 
 
@@ -255,7 +264,8 @@ def write_table(rows, factor_how: str, argv: list[str]) -> None:
     versions = (
         f"torch {torch.__version__} ({torch.get_num_threads()} threads, MKL {torch.backends.mkl.is_available()}), "
         f"SciPy {scipy.__version__}, NumPy {np.__version__}, torchsparsegradutils "
-        f"{getattr(tsgu, '__version__', 'n/a') if tsgu else 'not installed'}, sparseprec {sparseprec.__version__}"
+        f"{importlib.metadata.version('torchsparsegradutils') if tsgu else 'not installed'}, "
+        f"sparseprec {sparseprec.__version__}"
     )
     section = (
         f"{BEGIN}\n## Sparse triangular solve (`benchmarks/bench_ops.py`)\n\n"
@@ -268,6 +278,7 @@ def write_table(rows, factor_how: str, argv: list[str]) -> None:
         "high-water mark of one forward+backward above the resident size before it, in steady state (fresh process per "
         "method and case, after one warm-up call). Ratios are the peer's number "
         "divided by sparseprec's in the same run (> 1: sparseprec is faster / smaller).\n\n"
+        + LEAF_NOTE
         + header
         + body
         + "\ntorchsparsegradutils with COO input is not run above "
