@@ -34,9 +34,14 @@ from collections import OrderedDict
 
 import torch
 
-__all__ = ["SparsePattern", "pattern_of", "clear_pattern_cache", "CACHE_SIZE"]
+__all__ = ["SparsePattern", "pattern_of", "clear_pattern_cache", "same_memory", "CACHE_SIZE"]
 
 CACHE_SIZE = 64
+
+
+def same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` and ``b`` view the same memory the same way (same data pointer, shape and strides)."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
 
 
 def _rows_from_crow(crow: torch.Tensor, nnz: int) -> torch.Tensor:
@@ -243,14 +248,11 @@ class _PatternCache:
             for key, (entry_meta, seen, seen_versions, pattern) in list(self._entries.items()):
                 if entry_meta != meta:
                     continue
-                same_memory = all(
-                    s.data_ptr() == t.data_ptr() and s.stride() == t.stride()
-                    for s, t in zip(seen, indices, strict=True)
-                )
-                if same_memory and seen_versions == versions:
+                identical = all(same_memory(s, t) for s, t in zip(seen, indices, strict=True))
+                if identical and seen_versions == versions:
                     self._entries.move_to_end(key)
                     return pattern
-                if same_memory:  # written in place since: the cached pattern is stale
+                if identical:  # written in place since: the cached pattern is stale
                     del self._entries[key]
                 else:
                     candidates.append((key, seen, pattern))

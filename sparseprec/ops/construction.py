@@ -14,23 +14,19 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .._validation import check_dense, check_tensor
-from ._pattern import SparsePattern, pattern_of
+from ._pattern import SparsePattern, pattern_of, same_memory
 
 __all__ = ["sparse_csr_tensor", "sparse_coo_tensor"]
-
-
-def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
 
 
 def _kernel_values_at(grad: torch.Tensor, A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
     """Entries of ``grad`` (dense or sparse, any pattern) at ``A``'s stored positions, in kernel order ``(nnz,)``."""
     if grad.layout == torch.sparse_csr and A.layout == torch.sparse_csr:
-        if _same_memory(grad.col_indices(), A.col_indices()) and _same_memory(grad.crow_indices(), A.crow_indices()):
+        if same_memory(grad.col_indices(), A.col_indices()) and same_memory(grad.crow_indices(), A.crow_indices()):
             return grad.values().reshape(-1)  # the gradient_like() of every op: nothing to match
     if grad.layout == torch.sparse_coo and A.layout == torch.sparse_coo:
         own = A._indices() if pattern.coo_grad_indices is None else pattern.coo_grad_indices
-        if _same_memory(grad._indices(), own) and grad.is_coalesced():
+        if same_memory(grad._indices(), own) and grad.is_coalesced():
             return grad._values()
     rows, cols = pattern.row.long(), pattern.col.long()
     n, m = A.shape[-2], A.shape[-1]
