@@ -1,11 +1,22 @@
 """sparseprec: exact, differentiable, memory-O(nnz) sparse Gaussians for PyTorch.
 
-The core (this package and its subpackages ``ops``, ...) imports only torch, NumPy and SciPy; the Pyro and GPyTorch
-integrations live in ``sparseprec.pyro`` and ``sparseprec.gpytorch`` and are imported explicitly.
+The core (this package and its subpackages ``ops``, ``solvers``, ...) imports only torch, NumPy and SciPy; the Pyro and
+GPyTorch integrations live in ``sparseprec.pyro`` and ``sparseprec.gpytorch`` and are imported explicitly.
 """
 
-from . import ops
-from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+from . import ops, solvers
+from .errors import ConvergenceError, ConvergenceWarning
+from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
 
-__all__ = ["ops", "sparse_mm", "sparse_triangular_solve", "sparse_csr_tensor", "sparse_coo_tensor"]
+__all__ = [
+    "ops",
+    "solvers",
+    "sparse_mm",
+    "sparse_triangular_solve",
+    "sparse_generic_solve",
+    "sparse_csr_tensor",
+    "sparse_coo_tensor",
+    "ConvergenceError",
+    "ConvergenceWarning",
+]
 __version__ = "0.1.0"

@@ -11,6 +11,7 @@ import torch as _torch
 
 from ._pattern import clear_pattern_cache
 from .construction import sparse_coo_tensor, sparse_csr_tensor
+from .generic import sparse_generic_solve
 from .matmul import sparse_mm
 from .triangular import sparse_triangular_solve
 
@@ -23,6 +24,7 @@ with _warnings.catch_warnings():
 __all__ = [
     "sparse_mm",
     "sparse_triangular_solve",
+    "sparse_generic_solve",
     "sparse_csr_tensor",
     "sparse_coo_tensor",
     "clear_pattern_cache",

@@ -1,0 +1,247 @@
+"""What every Krylov solver shares: settings, validation, the block layout, reporting and the gradient.
+
+A solver subclass only writes ``_iterate``: the iteration on a ``(n, k)`` block of right-hand sides with per-column
+scalars, which runs without autograd, freezes each column once it has converged (its step sizes become 0, on the
+device) and leaves the loop when no column is active. The host looks at the device only for that exit test, every
+iteration on CPU and every ``CUDA_CHECK_EVERY`` iterations elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from .._validation import check_dense
+from ..errors import ConvergenceError, ConvergenceWarning
+from ._implicit import attach_solve_gradient, needs_gradient
+from ._operator import Operator, as_operator
+from .preconditioners import Preconditioner
+from .solution import CODE_STATUS, Solution, Status
+
+__all__ = ["KrylovSolver", "IterationResult", "column_dot", "failure_codes"]
+
+CUDA_CHECK_EVERY = 10
+
+# Per-column failure codes (see solution.CODE_STATUS)
+BREAKDOWN, PRECONDITIONER_NOT_PD, NOT_PD, NON_FINITE = 1, 2, 3, 4
+
+
+def column_dot(X: torch.Tensor, Y: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+    """Column-wise inner products ``Σ_i X_ij Y_ij``, shape ``(k,)``, using ``work`` (like ``X``) as scratch."""
+    return torch.mul(X, Y, out=work).sum(0)
+
+
+def failure_codes(stopped: torch.Tensor, code: int, rr: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """Per-column codes at the end of a run: ``code`` where a column ``stopped`` early, ``NON_FINITE`` where the
+    residual or the iterate is not finite (that wins), else 0."""
+    codes = torch.where(stopped, code, 0)
+    non_finite = ~torch.isfinite(rr) | ~torch.isfinite(X).all(0)
+    return torch.where(non_finite, NON_FINITE, codes).to(torch.int8)
+
+
+@dataclass
+class IterationResult:
+    """What ``_iterate`` hands back: the block ``X`` and per-column state (all on the device)."""
+
+    X: torch.Tensor
+    converged: torch.Tensor  # bool (k,)
+    iterations: torch.Tensor  # int64 (k,)
+    codes: torch.Tensor  # int8 (k,), 0 or a failure code
+    tolerance: torch.Tensor  # (k,) absolute tolerance used by the stopping test
+
+
+class Preconditioning:
+    """The preconditioner of one solve, applied to ``(n, k)`` blocks (callables see tensors shaped like ``B``)."""
+
+    def __init__(self, M: Callable | None, vector: bool, n: int):
+        self.M, self.vector, self.n = M, vector, n
+
+    def __bool__(self) -> bool:
+        return self.M is not None
+
+    def __call__(self, R: torch.Tensor) -> torch.Tensor:
+        Z = self.M(R.reshape(self.n) if self.vector else R)
+        if not isinstance(Z, torch.Tensor) or Z.numel() != R.numel():
+            got = tuple(Z.shape) if isinstance(Z, torch.Tensor) else type(Z).__name__
+            raise ValueError(
+                f"the preconditioner must return a tensor shaped like its input {tuple(R.shape)}, got {got}"
+            )
+        return Z.reshape(R.shape)
+
+
+@dataclass(frozen=True)
+class KrylovSolver:
+    """Base class of the Krylov solvers (frozen settings; see :class:`CG` for the parameters)."""
+
+    rtol: float = 1e-6
+    atol: float = 0.0
+    maxiter: int | None = None
+    preconditioner: Callable | type[Preconditioner] | None = None
+    throw: bool = True
+
+    #: the solver needs a symmetric operator (checked for tensors; assumed for callables)
+    symmetric: ClassVar[bool] = False
+    #: default maxiter = this factor times n
+    maxiter_factor: ClassVar[int] = 10
+
+    def __post_init__(self) -> None:
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.rtol == 0 and self.atol == 0:
+            raise ValueError("rtol and atol are both 0: no solve can meet that; give one of them a positive value")
+        if self.maxiter is not None and (
+            isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int) or self.maxiter < 1
+        ):
+            raise ValueError(f"maxiter must be a positive int or None, got {self.maxiter!r}")
+        p = self.preconditioner
+        if p is not None and not callable(p):
+            raise TypeError(
+                "preconditioner must be None, a callable R -> M R, or a Preconditioner class such as Jacobi, got "
+                f"{type(p).__name__}"
+            )
+        if not isinstance(self.throw, bool):
+            raise TypeError(f"throw must be a bool, got {type(self.throw).__name__}")
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    # ---- public API -----------------------------------------------------------------------------------------------
+    def __call__(self, A: Any, B: torch.Tensor, x0: torch.Tensor | None = None, **settings: Any) -> torch.Tensor:
+        """Solve ``A X = B`` and return ``X`` (``settings`` override this solver's fields for this call)."""
+        solver = dataclasses.replace(self, **settings) if settings else self
+        return solver.solve(A, B, x0=x0).value
+
+    def solve(self, A: Any, B: torch.Tensor, x0: torch.Tensor | None = None) -> Solution:
+        """Solve ``A X = B``; return the :class:`Solution` (raise or warn on non-convergence per ``throw``)."""
+        op = as_operator(A, B)
+        if x0 is not None:
+            check_dense(x0, "x0", dims=(B.dim(),))
+            if x0.shape != B.shape or x0.dtype != B.dtype or x0.device != B.device:
+                raise ValueError(
+                    f"x0 must match B: shape {tuple(B.shape)}, dtype {B.dtype}, device {B.device}; got shape "
+                    f"{tuple(x0.shape)}, dtype {x0.dtype}, device {x0.device}"
+                )
+        if self.symmetric and op.is_tensor:
+            self._check_symmetric(op)
+        grad = needs_gradient(op, B)
+        M = self._preconditioner_for(A, op)
+        n = B.shape[0]
+        maxiter = self.maxiter if self.maxiter is not None else max(self.maxiter_factor * n, 1)
+        with torch.no_grad():
+            B2 = B.detach().reshape(n, -1)
+            X2 = x0.detach().reshape(n, -1).clone() if x0 is not None else None
+            result = self._iterate(op, Preconditioning(M, op.vector, n), B2, X2, maxiter)
+            R = B2 - op.matmul_into(result.X, torch.empty_like(B2))
+            residual_norm = torch.linalg.vector_norm(R, dim=0)
+        solution = self._report(result, residual_norm, B, maxiter)
+        if grad:
+            value = attach_solve_gradient(solution.value, op, B, lambda: self._adjoint_solve(A, op))
+            solution = dataclasses.replace(solution, value=value)
+        if not solution.success:
+            if self.throw:
+                raise ConvergenceError(solution.message, solution)
+            warnings.warn(solution.message, ConvergenceWarning, stacklevel=2)
+        return solution
+
+    # ---- pieces -----------------------------------------------------------------------------------------------------
+    def _iterate(
+        self, op: Operator, M: Preconditioning, B: torch.Tensor, X: torch.Tensor | None, maxiter: int
+    ) -> IterationResult:
+        raise NotImplementedError
+
+    def _check_symmetric(self, op: Operator) -> None:
+        diff, scale = op.asymmetry()
+        eps = torch.finfo(op.values.dtype if op.kind == "sparse" else op.dense.dtype).eps
+        if not diff <= 1000 * eps * scale:
+            raise ValueError(
+                f"{self.name} needs a symmetric A, but max |A - Aᵀ| = {diff:.3g} (max |A| = {scale:.3g}). Use "
+                "BiCGSTAB for a non-symmetric A, or symmetrise it, e.g. (A + Aᵀ) / 2."
+            )
+
+    def _preconditioner_for(self, A: Any, op: Operator) -> Callable | None:
+        p = self.preconditioner
+        if isinstance(p, type):
+            if not op.is_tensor:
+                raise TypeError(
+                    f"preconditioner={p.__name__} is built from the matrix, but A is a callable; build it yourself "
+                    f"from a matrix and pass the instance, e.g. preconditioner={p.__name__}(Q)"
+                )
+            return p(A)
+        return p
+
+    def _adjoint_solve(self, A: Any, op: Operator) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``G -> A⁻ᵀ G`` with this solver's settings (for the gradient; see ``_implicit``)."""
+        if self.symmetric:
+            return lambda G: self.solve(A, G).value
+        if not op.is_tensor:
+            raise TypeError(
+                f"{self.name} cannot differentiate a solve with a callable A: the gradient needs Aᵀ, which a callable "
+                "does not give. Pass A as a tensor, or use sparseprec.ops.sparse_generic_solve with a transpose_solve."
+            )
+        At = op.transpose()
+        p = self.preconditioner
+        if p is None or isinstance(p, type):
+            transposed = self
+        elif isinstance(p, Preconditioner):
+            transposed = dataclasses.replace(self, preconditioner=p.transpose())
+        else:
+            raise TypeError(
+                f"{self.name} cannot differentiate a solve preconditioned by a plain callable: the gradient solves "
+                "with Aᵀ and needs the preconditioner's transpose. Pass a Preconditioner (e.g. Jacobi(A)) or a "
+                "Preconditioner class (e.g. preconditioner=Jacobi), or solve without gradients."
+            )
+        return lambda G: transposed.solve(At, G).value
+
+    def _report(self, result: IterationResult, residual_norm: torch.Tensor, B: torch.Tensor, maxiter: int) -> Solution:
+        shape = B.shape[1:]
+        codes = result.codes
+        failed = ~result.converged
+        status = Status.SUCCESS
+        column = 0
+        if bool(failed.any()):
+            worst_code = int(codes.max())
+            status = CODE_STATUS.get(worst_code, Status.MAX_ITERATIONS)
+            bad = (codes == worst_code) & failed if worst_code else failed
+            column = int(torch.nonzero(bad)[0, 0])
+        bnorm = torch.linalg.vector_norm(B.detach().reshape(B.shape[0], -1), dim=0)
+        relative = residual_norm / torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))
+        considered = relative[failed] if status is not Status.SUCCESS else relative
+        worst = float(considered.max()) if considered.numel() else 0.0
+        message = status.value.format(
+            solver=self.name,
+            iterations=int(result.iterations.max()) if result.iterations.numel() else 0,
+            worst=worst,
+            maxiter=maxiter,
+            failed=int(failed.sum()),
+            k=failed.numel(),
+            column=column,
+            rtol=self.rtol,
+            atol=self.atol,
+        )
+        return Solution(
+            value=result.X.reshape(B.shape),
+            converged=result.converged.reshape(shape),
+            iterations=result.iterations.reshape(shape),
+            residual_norm=residual_norm.reshape(shape),
+            tolerance=result.tolerance.reshape(shape),
+            status=status,
+            message=message,
+        )
+
+    # ---- helpers for _iterate ---------------------------------------------------------------------------------------
+    def tolerance(self, reference_norm: torch.Tensor) -> torch.Tensor:
+        """Per-column absolute tolerance ``max(rtol ‖b_j‖, atol)`` for reference norms ``‖b_j‖``."""
+        return torch.clamp(reference_norm * self.rtol, min=self.atol)
+
+    @staticmethod
+    def check_every(device: torch.device) -> int:
+        return 1 if device.type == "cpu" else CUDA_CHECK_EVERY
