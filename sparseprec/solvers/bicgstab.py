@@ -51,11 +51,17 @@ class BiCGSTAB(KrylovSolver):
     """
 
     def _iterate(
-        self, op: Operator, M: Preconditioning, B: torch.Tensor, X: torch.Tensor | None, maxiter: int
+        self,
+        op: Operator,
+        M: Preconditioning,
+        B: torch.Tensor,
+        bnorm: torch.Tensor,
+        X: torch.Tensor | None,
+        maxiter: int,
     ) -> IterationResult:
         n, k = B.shape
         work = torch.empty_like(B)
-        tol = self.tolerance(torch.linalg.vector_norm(B, dim=0))
+        tol = self.tolerance(bnorm)
         tol2 = tol * tol
         if X is None:
             X = torch.zeros_like(B)
@@ -108,7 +114,7 @@ class BiCGSTAB(KrylovSolver):
             rr = column_dot(R, R, work)
             active &= rr > tol2
             rho = rho_next
-        codes = failure_codes(stopped, BREAKDOWN, rr, X)
+        codes = failure_codes(stopped, BREAKDOWN, rr)
         converged = (rr <= tol2) & (codes == 0)
         return IterationResult(X, converged, iterations, codes, tol)
 

@@ -70,11 +70,17 @@ class CG(KrylovSolver):
     symmetric = True
 
     def _iterate(
-        self, op: Operator, M: Preconditioning, B: torch.Tensor, X: torch.Tensor | None, maxiter: int
+        self,
+        op: Operator,
+        M: Preconditioning,
+        B: torch.Tensor,
+        bnorm: torch.Tensor,
+        X: torch.Tensor | None,
+        maxiter: int,
     ) -> IterationResult:
         n, k = B.shape
         work = torch.empty_like(B)
-        tol = self.tolerance(torch.linalg.vector_norm(B, dim=0))
+        tol = self.tolerance(bnorm)
         tol2 = tol * tol
         if X is None:
             X = torch.zeros_like(B)
@@ -109,9 +115,9 @@ class CG(KrylovSolver):
             rr = rz_next if not M else column_dot(R, R, work)
             active &= rr > tol2  # a NaN residual stops the column too
             beta = torch.where(active, rz_next / rz, zero)
-            P.mul_(beta).add_(Z)
+            torch.addcmul(Z, P, beta, out=P)
             rz = rz_next
-        codes = failure_codes(stopped, NOT_PD, rr, X)
+        codes = failure_codes(stopped, NOT_PD, rr)
         converged = (rr <= tol2) & (codes == 0)
         return IterationResult(X, converged, iterations, codes, tol)
 

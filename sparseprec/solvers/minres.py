@@ -53,7 +53,13 @@ class MINRES(KrylovSolver):
     maxiter_factor = 5
 
     def _iterate(
-        self, op: Operator, M: Preconditioning, B: torch.Tensor, X: torch.Tensor | None, maxiter: int
+        self,
+        op: Operator,
+        M: Preconditioning,
+        B: torch.Tensor,
+        bnorm: torch.Tensor,
+        X: torch.Tensor | None,
+        maxiter: int,
     ) -> IterationResult:
         n, k = B.shape
         work = torch.empty_like(B)
@@ -69,10 +75,10 @@ class MINRES(KrylovSolver):
         beta = beta_sq.clamp(min=0).sqrt()
         # the stopping test's reference ‖b‖ is measured in the norm of the residual estimate (‖·‖_M with M)
         if not x0_given:
-            reference_sq = beta_sq
+            reference = beta_sq.clamp(min=0).sqrt()
         else:
-            reference_sq = column_dot(B, M(B), work) if M else column_dot(B, B, work)
-        tol = self.tolerance(reference_sq.clamp(min=0).sqrt())
+            reference = column_dot(B, M(B), work).clamp(min=0).sqrt() if M else bnorm
+        tol = self.tolerance(reference)
         zero = B.new_zeros(())
         tiny = torch.finfo(B.dtype).tiny
         old_beta = torch.zeros_like(beta)
@@ -123,7 +129,7 @@ class MINRES(KrylovSolver):
             X.addcmul_(W, phi)
             iterations += active
             active &= phibar > tol
-        codes = failure_codes(stopped, PRECONDITIONER_NOT_PD, phibar, X)
+        codes = failure_codes(stopped, PRECONDITIONER_NOT_PD, phibar)
         converged = (phibar <= tol) & (codes == 0)
         return IterationResult(X, converged, iterations, codes, tol)
 

@@ -44,3 +44,25 @@ def test_mm_matches(layout):
     theirs = _grads(tsgu.sparse_mm, A, B)
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a.to_dense(), b.to_dense())
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_generic_solve_matches_and_accepts_their_solvers(layout):
+    # symmetric A (their default transpose_solve reuses `solve` on A, which is only right for symmetric A)
+    from torchsparsegradutils.utils import linear_cg
+    from torchsparsegradutils.utils.linear_cg import LinearCGSettings
+
+    from sparseprec import sparse_generic_solve
+    from tests.solvers.problems import as_kind, spd_matrix
+
+    A, mask = spd_matrix(25)
+    A = as_kind(A, mask, layout)
+    B = torch.randn(25, 3, dtype=torch.float64)
+    settings = LinearCGSettings(cg_tolerance=1e-12, max_cg_iterations=500)
+    theirs = _grads(lambda a, b: tsgu.sparse_generic_solve(a, b, solve=linear_cg, settings=settings), A, B)
+    ours = _grads(lambda a, b: sparse_generic_solve(a, b, rtol=1e-12), A, B)  # our default: MINRES
+    with_their_solver = _grads(lambda a, b: sparse_generic_solve(a, b, solve=linear_cg, settings=settings), A, B)
+    for result in (ours, with_their_solver):
+        torch.testing.assert_close(result[0], theirs[0], rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(result[2], theirs[2], rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(result[1].to_dense(), theirs[1].to_dense(), rtol=1e-6, atol=1e-8)
