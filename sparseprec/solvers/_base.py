@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from .._validation import check_dense
+from .._validation import check_dense, describe
 from ..errors import ConvergenceError, ConvergenceWarning
 from ._implicit import attach_solve_gradient, needs_gradient
 from ._operator import Operator, as_operator
@@ -70,11 +70,13 @@ class Preconditioning:
         return self.M is not None
 
     def __call__(self, R: torch.Tensor) -> torch.Tensor:
-        Z = self.M(R.reshape(self.n) if self.vector else R)
-        if not isinstance(Z, torch.Tensor) or Z.numel() != R.numel():
-            got = tuple(Z.shape) if isinstance(Z, torch.Tensor) else type(Z).__name__
+        given = R.reshape(self.n) if self.vector else R
+        Z = self.M(given)
+        if not isinstance(Z, torch.Tensor):
+            raise TypeError(f"the preconditioner must return a torch.Tensor, got {type(Z).__name__}")
+        if Z.shape != given.shape or Z.dtype != R.dtype or Z.device != R.device:
             raise ValueError(
-                f"the preconditioner must return a tensor shaped like its input {tuple(R.shape)}, got {got}"
+                f"the preconditioner must return a tensor like its input ({describe(given)}), got a {describe(Z)}"
             )
         return Z.reshape(R.shape)
 
@@ -141,13 +143,13 @@ class KrylovSolver:
         n = B.shape[0]
         maxiter = self.maxiter if self.maxiter is not None else max(self.maxiter_factor * n, 1)
         with torch.no_grad():
-            B2 = B.detach().reshape(n, -1)
-            X2 = x0.detach().reshape(n, -1).clone() if x0 is not None else None
+            B2 = B.detach().reshape(n, -1).contiguous()
+            X2 = x0.detach().reshape(n, -1).contiguous().clone() if x0 is not None else None
             work = torch.empty_like(B2)
             bnorm = column_norm(B2, work)
             result = self._iterate(op, Preconditioning(M, op.vector, n), B2, bnorm, X2, maxiter)
             R = torch.sub(B2, op.matmul_into(result.X, work), out=work)
-            residual_norm = column_norm(R, R)
+            residual_norm = column_norm(R, R)  # R is scratch now
         solution = self._report(result, residual_norm, bnorm, B, maxiter)
         if grad:
             value = attach_solve_gradient(solution.value, op, B, lambda: self._adjoint_solve(A, op))

@@ -139,3 +139,17 @@ def test_no_graph_without_gradients():
         X = CG()(As, torch.ones(10, dtype=torch.float64))
     assert X.grad_fn is None and not X.requires_grad
     assert CG()(As.detach(), torch.ones(10, dtype=torch.float64)).grad_fn is None
+
+
+def test_large_grid_solve_and_gradient_stay_sparse():
+    # n = 90 000: any n × n intermediate would need 65 GB; the solve and its gradient need O(nnz + n k)
+    from sparseprec import sparse_generic_solve
+    from tests.solvers.problems import grid_laplacian
+
+    A = grid_laplacian(300, shift=1.0).requires_grad_()
+    B = torch.randn(90_000, 2, dtype=torch.float64, requires_grad=True)
+    X = sparse_generic_solve(A, B, solve=CG(rtol=1e-8))
+    X.sum().backward()
+    assert A.grad.layout == torch.sparse_csr and A.grad.values().shape == A.values().shape
+    residual = B.detach() - (A.detach() @ X.detach())
+    assert float(residual.norm() / B.detach().norm()) < 1e-7
