@@ -1,16 +1,18 @@
 """sparseprec: exact, differentiable, memory-O(nnz) sparse Gaussians for PyTorch.
 
-The core (this package and its subpackages ``ops``, ``solvers``, ...) imports only torch, NumPy and SciPy; the Pyro and
-GPyTorch integrations live in ``sparseprec.pyro`` and ``sparseprec.gpytorch`` and are imported explicitly.
+The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, ...) imports only torch, NumPy and SciPy
+(scikit-sparse where installed); the Pyro and GPyTorch integrations live in ``sparseprec.pyro`` and
+``sparseprec.gpytorch`` and are imported explicitly.
 """
 
-from . import ops, solvers
-from .errors import ConvergenceError, ConvergenceWarning
+from . import cholesky, ops, solvers
+from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
 
 __all__ = [
     "ops",
     "solvers",
+    "cholesky",
     "sparse_mm",
     "sparse_triangular_solve",
     "sparse_generic_solve",
@@ -18,5 +20,6 @@ __all__ = [
     "sparse_coo_tensor",
     "ConvergenceError",
     "ConvergenceWarning",
+    "NotPositiveDefiniteError",
 ]
 __version__ = "0.1.0"

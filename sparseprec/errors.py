@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ConvergenceError", "ConvergenceWarning"]
+import torch
+
+__all__ = ["ConvergenceError", "ConvergenceWarning", "NotPositiveDefiniteError"]
 
 
 class ConvergenceError(RuntimeError):
@@ -21,3 +23,15 @@ class ConvergenceError(RuntimeError):
 
 class ConvergenceWarning(UserWarning):
     """Warning counterpart of :class:`ConvergenceError`, issued by solvers built with ``throw=False``."""
+
+
+class NotPositiveDefiniteError(torch.linalg.LinAlgError):
+    """A Cholesky factorisation met a non-positive pivot: the matrix is not (numerically) positive definite.
+
+    Subclasses ``torch.linalg.LinAlgError`` (what ``torch.linalg.cholesky`` raises), so code catching torch's error
+    catches this one. ``column`` is the column of the input matrix (original ordering) where the factorisation broke.
+    """
+
+    def __init__(self, message: str, column: int | None = None):
+        super().__init__(message)
+        self.column = column

@@ -1,0 +1,17 @@
+"""Layer 3: sparse Cholesky of SPD matrices — CHOLMOD or SciPy backends, symbolic analysis cached per pattern,
+exact log-determinant and solves, gradients at the stored entries.
+"""
+
+from ..errors import NotPositiveDefiniteError
+from .backends import available_backends
+from .factor import CholeskyFactor, cholesky, symbolic_analyses
+from .solve import sparse_cholesky_solve
+
+__all__ = [
+    "cholesky",
+    "CholeskyFactor",
+    "sparse_cholesky_solve",
+    "available_backends",
+    "symbolic_analyses",
+    "NotPositiveDefiniteError",
+]
