@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sparseprec.cholesky import available_backends, sparse_cholesky_solve
-from tests.cholesky.test_factor import problems, stored
+from tests.cholesky.test_cholesky_factor import problems, stored
 from tests.conftest import dense_grad_at_pattern, rebuild, sparse_from_dense, stored_values
 from tests.solvers.test_gradients import symmetric_values
 
