@@ -5,12 +5,16 @@ exact log-determinant and solves, gradients at the stored entries.
 from ..errors import NotPositiveDefiniteError
 from .backends import available_backends
 from .factor import CholeskyFactor, cholesky, symbolic_analyses
+from .inverse import diag_inverse, selected_inverse, sparse_logdet
 from .solve import sparse_cholesky_solve
 
 __all__ = [
     "cholesky",
     "CholeskyFactor",
     "sparse_cholesky_solve",
+    "sparse_logdet",
+    "selected_inverse",
+    "diag_inverse",
     "available_backends",
     "symbolic_analyses",
     "NotPositiveDefiniteError",

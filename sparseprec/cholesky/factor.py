@@ -11,6 +11,7 @@ import torch
 from .._validation import check_dense
 from ._structure import check_symmetric_input, lower_structure, lower_values
 from .backends import Numeric, get_backend
+from .selected_inverse import SupernodalStructure, takahashi
 
 __all__ = ["CholeskyFactor", "cholesky", "symbolic_analyses"]
 
@@ -54,6 +55,22 @@ class CholeskyFactor:
         self.backend, self.ordering = backend, ordering
         self.perm = torch.from_numpy(np.asarray(numeric.perm, dtype=np.int64)).to(device)
         self._L: torch.Tensor | None = None
+        self._pattern_cache: tuple[dict, tuple] | None = None  # where pattern-only data of this factor is kept
+        self._inverse: tuple[SupernodalStructure, np.ndarray] | None = None
+
+    def selected_inverse_blocks(self) -> tuple[SupernodalStructure, np.ndarray]:
+        """The selected inverse in supernodal block form (permuted ordering), computed once per factor; its
+        pattern-only structure is cached with the symbolic analysis."""
+        if self._inverse is None:
+            L = sp.csc_matrix(self.numeric.L())
+            L.sort_indices()
+            cache, key = self._pattern_cache if self._pattern_cache is not None else ({}, None)
+            structure = cache.get(("selected_inverse", key))
+            if structure is None or structure.nnz != L.nnz:
+                structure = SupernodalStructure(L)
+                cache[("selected_inverse", key)] = structure
+            self._inverse = (structure, takahashi(structure, L.data))
+        return self._inverse
 
     def __repr__(self) -> str:
         return f"CholeskyFactor(n={self.n}, backend={self.backend!r}, ordering={self.ordering!r}, dtype={self.dtype})"
@@ -174,4 +191,6 @@ def cholesky(
             cache[key] = symbolic
             _COUNT["analyses"] += 1
     numeric = chosen.factorize(symbolic, structure, values)
-    return CholeskyFactor(numeric, Q.shape[0], Q.dtype, Q.device, chosen.name, ordering)
+    factor = CholeskyFactor(numeric, Q.shape[0], Q.dtype, Q.device, chosen.name, ordering)
+    factor._pattern_cache = (cache, key)
+    return factor

@@ -1,0 +1,143 @@
+"""Selected inverse, marginal variances and the exact, differentiable log-determinant of a sparse SPD ``Q``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from ..ops._pattern import SparsePattern
+from ._structure import lower_structure
+from .factor import CholeskyFactor, cholesky
+
+__all__ = ["selected_inverse", "diag_inverse", "sparse_logdet"]
+
+
+def selected_inverse(factor: CholeskyFactor) -> torch.Tensor:
+    r""":math:`Q^{-1}` on the pattern of :math:`P^\top (L + L^\top) P` (original ordering), as a symmetric CSR tensor.
+
+    Computed by the supernodal Takahashi recursions (see :mod:`sparseprec.cholesky.selected_inverse`) at about the
+    cost of the numeric factorisation; the pattern contains every stored entry of ``Q``. No gradient.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.cholesky import cholesky, selected_inverse
+    >>> Q = torch.tensor([[2.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 2.0]], dtype=torch.float64)
+    >>> selected_inverse(cholesky(Q.to_sparse_csr())).to_dense()
+    tensor([[0.7500, 0.5000, 0.0000],
+            [0.5000, 1.0000, 0.5000],
+            [0.0000, 0.5000, 0.7500]], dtype=torch.float64)
+    """
+    structure, Z = factor.selected_inverse_blocks()
+    L = factor.numeric.L().tocoo()
+    i, j = L.row.astype(np.int64), L.col.astype(np.int64)
+    values = Z[structure.locate(i, j)]
+    perm = factor.perm.cpu().numpy()
+    rows, cols = perm[i], perm[j]
+    off = i != j
+    index = torch.from_numpy(np.stack([np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]])]))
+    data = torch.from_numpy(np.concatenate([values, values[off]]))
+    n = factor.n
+    out = torch.sparse_coo_tensor(index, data, (n, n)).coalesce().to_sparse_csr()
+    return out.to(dtype=factor.dtype, device=factor.device)
+
+
+def _diagonal(factor: CholeskyFactor) -> torch.Tensor:
+    structure, Z = factor.selected_inverse_blocks()
+    j = np.arange(factor.n)
+    d = np.empty(factor.n)
+    d[factor.perm.cpu().numpy()] = Z[structure.locate(j, j)]
+    return torch.from_numpy(d).to(dtype=factor.dtype, device=factor.device)
+
+
+def diag_inverse(
+    Q: torch.Tensor | CholeskyFactor, backend: str = "auto", ordering: str | None = None, triangle: str = "full"
+) -> torch.Tensor:
+    r""":math:`\mathrm{diag}(Q^{-1})`: the marginal variances of a GMRF with precision ``Q`` (exact; no gradient).
+
+    ``Q`` is a sparse SPD tensor (factorised with ``backend``, ``ordering``, ``triangle`` as in :func:`cholesky`) or a
+    :class:`CholeskyFactor`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.cholesky import diag_inverse
+    >>> Q = torch.tensor([[2.0, -1.0], [-1.0, 2.0]], dtype=torch.float64).to_sparse_csr()
+    >>> diag_inverse(Q)
+    tensor([0.6667, 0.6667], dtype=torch.float64)
+    """
+    factor = Q if isinstance(Q, CholeskyFactor) else cholesky(Q, backend=backend, ordering=ordering, triangle=triangle)
+    return _diagonal(factor)
+
+
+def _inverse_at_stored(Q: torch.Tensor, pattern: SparsePattern, factor: CholeskyFactor) -> np.ndarray:
+    """``(Q⁻¹)_ij`` at ``Q``'s stored entries (kernel order); the positions are cached with the pattern."""
+    structure, Z = factor.selected_inverse_blocks()
+    cache, key = factor._pattern_cache
+    positions = cache.get(("stored_positions", key))
+    if positions is None or positions[0] is not structure:
+        inverse_perm = np.empty(factor.n, dtype=np.int64)
+        inverse_perm[factor.perm.cpu().numpy()] = np.arange(factor.n)
+        r = inverse_perm[pattern.row.cpu().numpy().astype(np.int64)]
+        c = inverse_perm[pattern.col.cpu().numpy().astype(np.int64)]
+        positions = (structure, structure.locate(np.maximum(r, c), np.minimum(r, c)))
+        cache[("stored_positions", key)] = positions
+    return Z[positions[1]]
+
+
+class _SparseLogdet(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, Q: torch.Tensor, factor: CholeskyFactor, triangle: str) -> torch.Tensor:
+        ctx.Q, ctx.factor, ctx.triangle = Q, factor, triangle
+        return factor.logdet()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: torch.Tensor):
+        # ∂ log det Q / ∂Q = Q⁻¹ (symmetric), needed only at the stored entries: the selected inverse has them all.
+        # One value of a one-triangle storage stands for Q_ij and Q_ji: twice the derivative off the diagonal.
+        Q, triangle = ctx.Q, ctx.triangle
+        pattern, _ = lower_structure(Q, triangle)
+        z = torch.from_numpy(_inverse_at_stored(Q, pattern, ctx.factor)).to(dtype=Q.dtype, device=Q.device)
+        if triangle != "full":
+            z = torch.where(pattern.row == pattern.col, z, 2.0 * z)
+        return pattern.gradient_like(Q, z * g), None, None
+
+
+def sparse_logdet(
+    Q: torch.Tensor, backend: str = "auto", ordering: str | None = None, triangle: str = "full"
+) -> torch.Tensor:
+    r""":math:`\log\det Q` of a sparse SPD ``Q`` by sparse Cholesky, with the exact gradient at ``Q``'s stored entries.
+
+    Forward: :math:`\log\det Q = 2 \sum_i \log L_{ii}` (:func:`cholesky`; symbolic analysis cached per pattern).
+
+    Backward: :math:`\partial \log\det Q / \partial Q_{ij} = (Q^{-1})_{ij}` at the stored entries (symmetric, so the
+    same for ``(i, j)`` and ``(j, i)``; with ``triangle="lower"``/``"upper"`` each off-diagonal stored value stands for
+    both and gets :math:`2 (Q^{-1})_{ij}`), read from the selected inverse (supernodal Takahashi recursions, about
+    one more numeric factorisation; no ``n × n`` intermediate, memory O(nnz(L))).
+
+    Parameters
+    ----------
+    Q, backend, ordering, triangle
+        As for :func:`cholesky`.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d, ``Q``'s dtype and device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.cholesky import sparse_logdet
+    >>> Q = torch.tensor([[2.0, -1.0], [-1.0, 2.0]], dtype=torch.float64).to_sparse_csr().requires_grad_()
+    >>> value = sparse_logdet(Q)
+    >>> value.detach(), torch.log(torch.tensor(3.0, dtype=torch.float64))
+    (tensor(1.0986, dtype=torch.float64), tensor(1.0986, dtype=torch.float64))
+    >>> value.backward()
+    >>> Q.grad.values()  # Q⁻¹ = [[2, 1], [1, 2]] / 3 at the stored entries
+    tensor([0.6667, 0.3333, 0.3333, 0.6667], dtype=torch.float64)
+    """
+    factor = cholesky(Q, backend=backend, ordering=ordering, triangle=triangle)
+    return _SparseLogdet.apply(Q, factor, triangle)
