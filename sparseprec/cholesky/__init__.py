@@ -6,6 +6,7 @@ from ..errors import NotPositiveDefiniteError
 from .backends import available_backends
 from .factor import CholeskyFactor, cholesky, symbolic_analyses
 from .inverse import diag_inverse, selected_inverse, sparse_logdet
+from .slq import logdet, slq_logdet
 from .solve import sparse_cholesky_solve
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "CholeskyFactor",
     "sparse_cholesky_solve",
     "sparse_logdet",
+    "logdet",
+    "slq_logdet",
     "selected_inverse",
     "diag_inverse",
     "available_backends",
