@@ -11,7 +11,7 @@ import torch
 from .._validation import check_dense
 from ._structure import check_symmetric_input, lower_structure, lower_values
 from .backends import Numeric, get_backend
-from .selected_inverse import SupernodalStructure, takahashi
+from .takahashi import SupernodalStructure, takahashi
 
 __all__ = ["CholeskyFactor", "cholesky", "symbolic_analyses"]
 

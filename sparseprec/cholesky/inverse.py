@@ -16,7 +16,7 @@ __all__ = ["selected_inverse", "diag_inverse", "sparse_logdet"]
 def selected_inverse(factor: CholeskyFactor) -> torch.Tensor:
     r""":math:`Q^{-1}` on the pattern of :math:`P^\top (L + L^\top) P` (original ordering), as a symmetric CSR tensor.
 
-    Computed by the supernodal Takahashi recursions (see :mod:`sparseprec.cholesky.selected_inverse`) at about the
+    Computed by the supernodal Takahashi recursions (see :mod:`sparseprec.cholesky.takahashi`) at about the
     cost of the numeric factorisation; the pattern contains every stored entry of ``Q``. No gradient.
 
     Examples

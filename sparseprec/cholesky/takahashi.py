@@ -21,7 +21,10 @@ from scipy.linalg import lapack
 
 __all__ = ["SupernodalStructure", "takahashi"]
 
-GATHER_BUDGET = 100_000_000  # precompute the Z_SS gathers (int64 positions) up to this many entries in total
+# The Z_SS gathers (positions of all s × s pairs of every supernode) are precomputed with the structure up to this many
+# entries in total (int32 where the buffers allow: 0.8 GB at the limit; about 3 nnz(L) on 2-D grids), else recomputed
+# during every sweep.
+GATHER_BUDGET = 200_000_000
 
 
 class SupernodalStructure:
@@ -63,7 +66,8 @@ class SupernodalStructure:
         below = height - width
         self.gathers: list[np.ndarray] | None = None
         if int((below.astype(np.int64) ** 2).sum()) <= GATHER_BUDGET:
-            self.gathers = [self._gather(J) for J in range(starts.size)]
+            small = self.offset[-1] < 2**31 - 1
+            self.gathers = [self._gather(J).astype(np.int32) if small else self._gather(J) for J in range(starts.size)]
 
     def below(self, J: int) -> np.ndarray:
         """``S``: the rows of supernode ``J`` below its diagonal block."""
@@ -91,15 +95,15 @@ def takahashi(structure: SupernodalStructure, L_data: np.ndarray) -> np.ndarray:
     """The selected inverse ``Z`` in ``structure``'s flat block buffers, for the factor values ``L_data`` (CSC)."""
     Lb = np.zeros(structure.offset[-1])
     Lb[structure.L_position] = L_data
-    Z = np.zeros_like(Lb)
+    Z = np.empty_like(Lb)  # every block is written whole below
     gathers = structure.gathers
     for J in range(structure.starts.size - 1, -1, -1):
         t, m, o = int(structure.width[J]), int(structure.height[J]), int(structure.offset[J])
         block = Lb[o : o + m * t].reshape(m, t)
+        # (the block's upper triangle is zero in the buffer, and trtri leaves it as it is)
         inv, info = lapack.dtrtri(block[:t], lower=1)
         if info != 0:
             raise ValueError(f"singular diagonal block in the factor at column {structure.starts[J]}")
-        inv = np.tril(inv)
         ZJJ = inv.T @ inv
         s = m - t
         Zb = Z[o : o + m * t].reshape(m, t)
