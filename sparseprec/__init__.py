@@ -5,7 +5,8 @@ The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, .
 ``sparseprec.gpytorch`` and are imported explicitly.
 """
 
-from . import cholesky, ops, solvers
+from . import cholesky, distributions, ops, solvers
+from .distributions import SparseMultivariateNormal
 from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
 
@@ -13,6 +14,8 @@ __all__ = [
     "ops",
     "solvers",
     "cholesky",
+    "distributions",
+    "SparseMultivariateNormal",
     "sparse_mm",
     "sparse_triangular_solve",
     "sparse_generic_solve",

@@ -23,8 +23,10 @@ class Operands:
         return X.reshape(-1, self.B2.shape[-1]).contiguous()
 
 
-def operands(A: object, B: object, *, square: bool, allow_vector: bool) -> Operands:
+def operands(A: object, B: object, *, square: bool, allow_vector: bool, transpose: bool = False) -> Operands:
     """Validate ``A`` (sparse ``(n, m)``/``(b, n, m)``) and ``B`` (dense ``(m, p)``/``(b, m, p)``, or ``(m,)``).
+
+    With ``transpose`` the product is ``Aᵀ B``: ``B`` needs ``n`` rows and the result has ``m``.
 
     Raises
     ------
@@ -39,7 +41,7 @@ def operands(A: object, B: object, *, square: bool, allow_vector: bool) -> Opera
     else:
         B = check_dense(B, "B", dims=(3,))
     check_same_dtype_device(A, B, "A", "B")
-    m = A.shape[-1]
+    n, m = (A.shape[-1], A.shape[-2]) if transpose else (A.shape[-2], A.shape[-1])
     if A.dim() == 3 and B.shape[0] != A.shape[0]:
         raise ValueError(
             f"A and B must have the same batch size, got A of shape {tuple(A.shape)} and B of shape {tuple(B.shape)}"
@@ -47,8 +49,8 @@ def operands(A: object, B: object, *, square: bool, allow_vector: bool) -> Opera
     rows_b = B.shape[0] if B.dim() == 1 else B.shape[-2]
     if rows_b != m:
         what = "B.shape[0]" if B.dim() == 1 else "B.shape[-2]"
-        raise ValueError(f"A of shape {tuple(A.shape)} needs {what} == {m}, got B of shape {tuple(B.shape)}")
-    n = A.shape[-2]
+        op = f"A^T (A of shape {tuple(A.shape)})" if transpose else f"A of shape {tuple(A.shape)}"
+        raise ValueError(f"{op} needs {what} == {m}, got B of shape {tuple(B.shape)}")
     if B.dim() == 1:
         return Operands(B.reshape(m, 1).contiguous(), (n,))
     p = B.shape[-1]

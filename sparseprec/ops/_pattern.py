@@ -207,6 +207,12 @@ class SparsePattern:
             self._diagonal = positions
         self._checked.add((upper, unitriangular))
 
+    def diagonal_positions(self) -> torch.Tensor:
+        """Kernel positions of the diagonal entries, row by row, ``(N,)`` (after a non-unit triangular check)."""
+        if self._diagonal is None:
+            raise RuntimeError("diagonal_positions() needs a passed check_triangular(..., unitriangular=False) first")
+        return self._diagonal
+
     def raise_if_zero_diagonal(self, values: torch.Tensor, name: str) -> None:
         """Raise ``ValueError`` naming the first row whose stored diagonal value is exactly zero."""
         if self._diagonal is None:

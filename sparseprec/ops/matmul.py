@@ -14,10 +14,14 @@ __all__ = ["sparse_mm"]
 
 class _SparseMM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, A: torch.Tensor, B: torch.Tensor, ops: Operands, pattern: SparsePattern) -> torch.Tensor:
+    def forward(
+        ctx, A: torch.Tensor, B: torch.Tensor, transpose: bool, ops: Operands, pattern: SparsePattern
+    ) -> torch.Tensor:
         values = pattern.kernel_values(A)
-        C = pattern.kernel_matrix(values) @ ops.B2  # shape: (b n, p)
+        kernel = pattern.transposed_kernel_matrix(values) if transpose else pattern.kernel_matrix(values)
+        C = kernel @ ops.B2  # shape: (b n, p)
         ctx.A, ctx.ops, ctx.pattern, ctx.values, ctx.B_shape = A, ops, pattern, values, B.shape
+        ctx.transpose = transpose
         return C.reshape(ops.out_shape)
 
     @staticmethod
@@ -27,26 +31,33 @@ class _SparseMM(torch.autograd.Function):
         G2 = ops.to_kernel(G)  # shape: (b n, p)
         grad_A = grad_B = None
         if ctx.needs_input_grad[0]:
-            # dA_ij = sum_k G_ik B_jk at stored (i, j) only
-            dA = sampled_product(pattern, pattern.kernel_matrix(values), G2, ops.B2)
+            # C = A B: dA_ij = sum_k G_ik B_jk; C = A^T B: dA_ij = sum_k B_ik G_jk; at stored (i, j) only
+            U, V = (ops.B2, G2) if ctx.transpose else (G2, ops.B2)
+            dA = sampled_product(pattern, pattern.kernel_matrix(values), U, V)
             grad_A = pattern.gradient_like(A, dA)
         if ctx.needs_input_grad[1]:
-            # dB = A^T G, with A^T's CSR index data cached on the pattern
-            grad_B = (pattern.transposed_kernel_matrix(values) @ G2).reshape(ctx.B_shape)
-        return grad_A, grad_B, None, None
+            # dB = A^T G (A^T's CSR index data cached on the pattern), or A G for the transposed product
+            kernel = pattern.kernel_matrix(values) if ctx.transpose else pattern.transposed_kernel_matrix(values)
+            grad_B = (kernel @ G2).reshape(ctx.B_shape)
+        return grad_A, grad_B, None, None, None
 
 
-def sparse_mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> torch.Tensor:
     r"""Sparse-dense matrix product ``C = A B`` with gradients w.r.t. ``A`` at its stored entries only.
 
-    Forward: :math:`C = A B`, batched as :math:`C_b = A_b B_b`.
+    Forward: :math:`C = A B`, batched as :math:`C_b = A_b B_b`; with ``transpose=True``, :math:`C = A^\top B`
+    (through the transpose's CSR index data, built once per pattern and cached; ``A`` is never copied into a
+    transposed tensor).
 
     Backward, with :math:`G = \partial L / \partial C`:
 
     .. math::
 
         \frac{\partial L}{\partial B} = A^\top G, \qquad
-        \frac{\partial L}{\partial A_{ij}} = \sum_k G_{ik} B_{jk} \quad \text{for stored } (i, j) \text{ only.}
+        \frac{\partial L}{\partial A_{ij}} = \sum_k G_{ik} B_{jk} \quad \text{for stored } (i, j) \text{ only,}
+
+    and for ``transpose=True``: :math:`\partial L / \partial B = A G` and
+    :math:`\partial L / \partial A_{ij} = \sum_k B_{ik} G_{jk}`.
 
     The gradient w.r.t. ``A`` is a sparse tensor with ``A``'s layout and indices (for an uncoalesced COO ``A``: its
     coalesced indices, duplicates summed as torch does); the gradient w.r.t. ``B`` is dense. No ``n x m`` dense
@@ -61,12 +72,14 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         float64 values.
     B : torch.Tensor
         Dense tensor, shape ``(m, p)`` or ``(m,)`` for an unbatched ``A``, ``(b, m, p)`` for a batched one. Same dtype
-        and device as ``A``.
+        and device as ``A``. (With ``transpose=True`` the roles of ``n`` and ``m`` swap.)
+    transpose : bool
+        Multiply by ``Aᵀ`` instead of ``A`` (keyword only).
 
     Returns
     -------
     torch.Tensor
-        Dense ``C`` of shape ``(n, p)``, ``(n,)`` or ``(b, n, p)``.
+        Dense ``C`` of shape ``(n, p)``, ``(n,)`` or ``(b, n, p)`` (``m`` for ``n`` with ``transpose=True``).
 
     Raises
     ------
@@ -90,5 +103,5 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     >>> A.grad.values()  # one gradient per stored entry: B_j summed over columns
     tensor([1., 1., 2.])
     """
-    ops = operands(A, B, square=False, allow_vector=True)
-    return _SparseMM.apply(A, B, ops, pattern_of(A))
+    ops = operands(A, B, square=False, allow_vector=True, transpose=bool(transpose))
+    return _SparseMM.apply(A, B, bool(transpose), ops, pattern_of(A))

@@ -95,3 +95,33 @@ def test_empty_matrix_and_empty_rows():
     C.sum().backward()
     assert A.grad._values().numel() == 0
     torch.testing.assert_close(B.grad, torch.zeros(4, 2))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("batched", [False, True])
+def test_transposed_product_matches_dense(layout, batched):
+    A, dense, mask, _ = _problem(layout, batched)
+    g = torch.Generator().manual_seed(1)
+    B = torch.randn(*A.shape[:-2], A.shape[-2], 3, generator=g, dtype=torch.float64, requires_grad=True)
+    A.requires_grad_()
+    W = torch.randn(*A.shape[:-2], A.shape[-1], 3, generator=g, dtype=torch.float64)
+    C = sparse_mm(A, B, transpose=True)
+    (C * W).sum().backward()
+    Ad = dense.clone().requires_grad_()
+    Bd = B.detach().clone().requires_grad_()
+    Cd = Ad.transpose(-1, -2) @ Bd
+    (Cd * W).sum().backward()
+    torch.testing.assert_close(C, Cd)
+    torch.testing.assert_close(B.grad, Bd.grad)
+    assert A.grad.layout == A.layout
+    torch.testing.assert_close(stored_values(A.grad), dense_grad_at_pattern(Ad.grad, A.grad))
+
+
+def test_transposed_product_gradcheck_and_shape_errors():
+    A, *_ = _problem("csr", False)
+    values = stored_values(A).clone().requires_grad_()
+    B = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v, B: sparse_mm(rebuild(A, v), B, transpose=True), (values, B))
+    assert sparse_mm(A, torch.ones(6, dtype=torch.float64), transpose=True).shape == (5,)
+    with pytest.raises(ValueError, match=r"A\^T \(A of shape \(6, 5\)\) needs B.shape\[-2\] == 6"):
+        sparse_mm(A, torch.ones(5, 2, dtype=torch.float64), transpose=True)

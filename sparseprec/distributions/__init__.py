@@ -1,0 +1,10 @@
+"""Layer 5: Gaussian distributions on sparse factors and precisions, with the ``torch.distributions`` API.
+
+Importing this package registers the KL divergences of :mod:`sparseprec.distributions.kl` with
+``torch.distributions.kl.kl_divergence``.
+"""
+
+from . import constraints, kl
+from .sparse_mvn import DENSE_WARNING_SIZE, SparseMultivariateNormal
+
+__all__ = ["SparseMultivariateNormal", "DENSE_WARNING_SIZE", "constraints", "kl"]

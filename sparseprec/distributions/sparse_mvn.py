@@ -1,0 +1,371 @@
+"""``SparseMultivariateNormal``: a multivariate normal given by a sparse Cholesky or LDLᵀ factor."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import torch
+from torch.distributions import Distribution, constraints
+from torch.distributions.utils import _standard_normal
+
+from .._validation import check_dense, check_tensor
+from ..ops import sparse_coo_tensor, sparse_csr_tensor
+from ._factor import TriangularFactor
+from .constraints import sparse_lower_cholesky, sparse_strictly_lower
+
+__all__ = ["SparseMultivariateNormal", "DENSE_WARNING_SIZE"]
+
+#: ``covariance_matrix`` (and a scale form's ``precision_matrix``) warn above this event size: they are dense n x n.
+DENSE_WARNING_SIZE = 4096
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class SparseMultivariateNormal(Distribution):
+    r"""Multivariate normal whose covariance or precision is given by a sparse triangular factor.
+
+    Four parameterisations, with ``L`` sparse lower triangular (COO or CSR, ``(n, n)`` or ``(b, n, n)``):
+
+    ========================================  ======================================================================
+    arguments                                 distribution
+    ========================================  ======================================================================
+    ``scale_tril=L``                          :math:`\Sigma = L L^\top` (``L`` stores its positive diagonal)
+    ``precision_tril=L``                      :math:`Q = \Sigma^{-1} = L L^\top`
+    ``scale_tril=L, diagonal=d``              :math:`\Sigma = (I + L) D (I + L)^\top`, :math:`D = \mathrm{diag}(d)`
+    ``precision_tril=L, diagonal=d``          :math:`Q = (I + L) D (I + L)^\top`
+    ========================================  ======================================================================
+
+    In the LDLᵀ forms (``diagonal`` given) ``L`` stores only entries strictly below the diagonal; the unit diagonal is
+    implied (write :math:`\tilde L = I + L`; in the Cholesky forms :math:`\tilde L = L`, :math:`D = I`).
+
+    Sampling (reparameterised, :math:`\varepsilon \sim N(0, I)`):
+    :math:`x = \mu + \tilde L D^{1/2} \varepsilon` (scale forms, one sparse product) or
+    :math:`x = \mu + \tilde L^{-\top} D^{-1/2} \varepsilon` (precision forms, one sparse triangular solve).
+
+    Log-density, exact: :math:`\log p(x) = -\tfrac12 \lVert z \rVert^2 - \tfrac12 \log\det\Sigma - \tfrac n2 \log 2\pi`
+    with :math:`\lVert z \rVert^2 = (x-\mu)^\top \Sigma^{-1} (x-\mu)` computed as
+    :math:`\lVert D^{-1/2} \tilde L^{-1}(x-\mu) \rVert^2` (scale forms, one triangular solve) or
+    :math:`\lVert D^{1/2} \tilde L^\top (x-\mu) \rVert^2` (precision forms, one sparse product), and
+    :math:`\log\det\Sigma = \pm(2 \sum_i \log|\tilde L_{ii}| + \sum_i \log d_i)` (``+`` scale, ``−`` precision).
+    Gradients flow to ``loc``, ``value``, ``diagonal`` and ``L``'s stored values; the gradient w.r.t. ``L`` is a
+    sparse tensor with ``L``'s layout and pattern (:mod:`sparseprec.ops`), nothing ``n x n`` is formed.
+
+    Parameters
+    ----------
+    loc : torch.Tensor
+        Mean, shape ``(..., n)``: any batch shape, broadcast against the factor's and ``diagonal``'s.
+    scale_tril, precision_tril : torch.Tensor
+        The sparse factor ``L`` (exactly one of them). A batched ``(b, n, n)`` factor supplies the *last* batch
+        dimension (it broadcasts with the others like a tensor of batch shape ``(b,)``).
+    diagonal : torch.Tensor, optional
+        Positive ``d``, shape ``(..., n)`` (any batch shape): selects the LDLᵀ forms.
+    validate_args : bool, optional
+        As in :class:`torch.distributions.Distribution`: check the constraints (positive stored diagonal of ``L``,
+        positive ``d``, finite values) and the ``value`` passed to :meth:`log_prob`. The triangular pattern is always
+        checked (once per pattern).
+
+    Raises
+    ------
+    TypeError
+        A factor that is not sparse COO/CSR, tensors of different dtypes, a non-floating dtype.
+    ValueError
+        None or both of ``scale_tril``/``precision_tril``; entries above the diagonal; a missing diagonal entry
+        (Cholesky forms) or a stored diagonal entry (LDLᵀ forms); mismatched ``n``; shapes that do not broadcast;
+        devices that differ; and, with validation, constraint violations.
+
+    Notes
+    -----
+    ``variance``: scale forms use the row sums :math:`\sum_j \tilde L_{ij}^2 d_j` (exact, differentiable); precision
+    forms need :math:`\mathrm{diag}(Q^{-1})`, which :mod:`sparseprec.cholesky` computes exactly by selected inversion
+    of :math:`Q` (CPU, float64) — without a gradient w.r.t. the factor, which would need the dense inverse.
+    ``precision_matrix`` is sparse in the precision forms; ``covariance_matrix`` is dense (torch's convention; it
+    warns above :data:`DENSE_WARNING_SIZE`), and :meth:`covariance_sparse` gives a scale form's sparse covariance.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.distributions import SparseMultivariateNormal
+    >>> L = torch.tensor([[2.0, 0.0, 0.0], [-1.0, 2.0, 0.0], [0.0, -1.0, 2.0]], dtype=torch.float64)
+    >>> d = SparseMultivariateNormal(torch.zeros(3, dtype=torch.float64), precision_tril=L.to_sparse_csr())
+    >>> x = d.rsample((5,))
+    >>> x.shape, d.log_prob(x).shape
+    (torch.Size([5, 3]), torch.Size([5]))
+    >>> dense = torch.distributions.MultivariateNormal(torch.zeros(3, dtype=torch.float64), precision_matrix=L @ L.T)
+    >>> torch.allclose(d.log_prob(x), dense.log_prob(x))
+    True
+    """
+
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(
+        self,
+        loc: torch.Tensor,
+        *,
+        scale_tril: torch.Tensor | None = None,
+        precision_tril: torch.Tensor | None = None,
+        diagonal: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ):
+        if (scale_tril is None) == (precision_tril is None):
+            raise ValueError("give exactly one of scale_tril and precision_tril")
+        self._form = "scale" if scale_tril is not None else "precision"
+        name = f"{self._form}_tril"
+        tril = scale_tril if scale_tril is not None else precision_tril
+        loc = check_dense(loc, "loc", dims=tuple(range(1, 64)))
+        check_tensor(tril, name)
+        self._factor = TriangularFactor(tril, name, unit=diagonal is not None)
+        n = self._factor.n
+        _check_like(loc, "loc", tril, name, n)
+        if diagonal is not None:
+            diagonal = check_dense(diagonal, "diagonal", dims=tuple(range(1, 64)))
+            _check_like(diagonal, "diagonal", tril, name, n)
+        shapes = [loc.shape[:-1], self._factor.batch_shape] + ([diagonal.shape[:-1]] if diagonal is not None else [])
+        try:
+            batch_shape = torch.broadcast_shapes(*shapes)
+        except RuntimeError as error:
+            raise ValueError(
+                f"loc (batch shape {tuple(loc.shape[:-1])}), {name} (batch shape {tuple(self._factor.batch_shape)})"
+                + ("" if diagonal is None else f" and diagonal (batch shape {tuple(diagonal.shape[:-1])})")
+                + " must have broadcastable batch shapes"
+            ) from error
+        self._check_factor_batch(batch_shape)
+        self.loc = loc.expand(batch_shape + (n,))
+        setattr(self, name, tril)
+        self.diagonal = diagonal
+        super().__init__(batch_shape, torch.Size((n,)), validate_args=validate_args)
+
+    def _check_factor_batch(self, batch_shape: torch.Size) -> None:
+        b = self._factor.batch
+        if b is not None and batch_shape[-1] != b:
+            raise ValueError(
+                f"a batched {self._factor.name} of batch size {b} must match the last batch dimension, got batch "
+                f"shape {tuple(batch_shape)} (a factor is not broadcast: pass an unbatched (n, n) factor to share it)"
+            )
+
+    # ---- declared structure -----------------------------------------------------------------------------------------
+    @property
+    def arg_constraints(self) -> dict[str, constraints.Constraint]:
+        unit = self.diagonal is not None
+        out = {
+            "loc": constraints.real_vector,
+            self._factor.name: sparse_strictly_lower if unit else sparse_lower_cholesky,
+        }
+        if unit:
+            out["diagonal"] = constraints.independent(constraints.positive, 1)
+        return out
+
+    @property
+    def parameterization(self) -> str:
+        """``"scale_tril"``, ``"precision_tril"``, ``"scale_ldl"`` or ``"precision_ldl"``."""
+        return f"{self._form}_{'ldl' if self.diagonal is not None else 'tril'}"
+
+    @property
+    def factor(self) -> torch.Tensor:
+        """The sparse factor ``L`` as given."""
+        return self._factor.tensor
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(SparseMultivariateNormal, _instance)
+        batch_shape = torch.Size(batch_shape)
+        if self._factor.batch is not None:
+            if not batch_shape:
+                raise ValueError(f"cannot expand to batch shape () a distribution with a batched {self._factor.name}")
+            self._check_factor_batch(batch_shape)
+        new._form, new._factor, new.diagonal = self._form, self._factor, self.diagonal
+        setattr(new, self._factor.name, self._factor.tensor)
+        new.loc = self.loc.expand(batch_shape + self.event_shape)
+        super(SparseMultivariateNormal, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    # ---- helpers ----------------------------------------------------------------------------------------------------
+    @property
+    def _diag(self) -> torch.Tensor:
+        """``d`` (ones in the Cholesky forms), shape broadcastable to ``batch_shape + (n,)``."""
+        if self.diagonal is None:
+            return self.loc.new_ones(self._factor.n)
+        return self.diagonal
+
+    def _half_log_det_covariance(self) -> torch.Tensor:
+        """``½ log det Σ``, shape ``batch_shape``."""
+        half = self._factor.log_abs_diagonal().sum(-1)
+        if self.diagonal is not None:
+            half = half + 0.5 * self.diagonal.log().sum(-1)
+        if self._form == "precision":
+            half = -half
+        return half.expand(self.batch_shape)
+
+    def _mahalanobis(self, value: torch.Tensor) -> torch.Tensor:
+        """``(x − μ)ᵀ Σ⁻¹ (x − μ)`` for ``value`` of shape ``(..., *batch_shape, n)`` or broadcastable to it."""
+        r = value - self.loc
+        r = r.expand(torch.broadcast_shapes(r.shape, self.batch_shape + self.event_shape))
+        if self._form == "scale":
+            z = self._factor.solve(r)
+            return (z.square() / self._diag).sum(-1)
+        z = self._factor.matmul(r, transpose=True)
+        return (z.square() * self._diag).sum(-1)
+
+    # ---- torch.distributions API ------------------------------------------------------------------------------------
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.loc
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        eps = _standard_normal(shape, dtype=self.loc.dtype, device=self.loc.device)
+        if self._form == "scale":
+            return self.loc + self._factor.matmul(eps * self._diag.sqrt())
+        return self.loc + self._factor.solve(eps * self._diag.rsqrt(), transpose=True)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        n = self._factor.n
+        return -0.5 * (n * _LOG_2PI + self._mahalanobis(value)) - self._half_log_det_covariance()
+
+    def entropy(self) -> torch.Tensor:
+        n = self._factor.n
+        return 0.5 * n * (1.0 + _LOG_2PI) + self._half_log_det_covariance()
+
+    @property
+    def variance(self) -> torch.Tensor:
+        r"""Marginal variances :math:`\Sigma_{ii}`, shape ``batch_shape + (n,)``.
+
+        Scale forms: :math:`\sum_j \tilde L_{ij}^2 d_j`, differentiable. Precision forms: :math:`(Q^{-1})_{ii}` by the
+        selected inverse of :math:`Q = \tilde L D \tilde L^\top` (:func:`sparseprec.cholesky.diag_inverse`: a sparse
+        Cholesky factorisation of ``Q`` in float64 on the CPU), with no gradient w.r.t. the factor or ``d``.
+        """
+        shape = self.batch_shape + self.event_shape
+        if self._form == "scale":
+            w = self._diag.expand(torch.broadcast_shapes(self._diag.shape, self._factor.batch_shape + self.event_shape))
+            return self._factor.squared_matmul(w).expand(shape)
+        return self._precision_variance().expand(shape)
+
+    def _precision_variance(self) -> torch.Tensor:
+        from ..cholesky import diag_inverse
+
+        Q = self._product_matrix(detach=True)
+        batch = Q.shape[:-2]
+        if not batch:
+            return diag_inverse(Q)
+        out = []
+        for index in itertools.product(*(range(size) for size in batch)):
+            Qi = Q
+            for i in index:
+                Qi = Qi.select(0, i)
+            out.append(diag_inverse(Qi.coalesce()))
+        return torch.stack(out).reshape(batch + self.event_shape)
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        return self.variance.sqrt()
+
+    def _product_matrix(self, detach: bool = False) -> torch.Tensor:
+        r"""Sparse :math:`\tilde L D \tilde L^\top`: the factor's layout if unbatched, else COO ``(*batch, n, n)``."""
+        factor = self._factor
+        d = self._diag.detach() if detach else self._diag
+        batch = torch.broadcast_shapes(d.shape[:-1], factor.batch_shape)
+        keys, values = factor.product(d.expand(batch + self.event_shape))  # values: (m, P)
+        if detach:
+            values = values.detach()
+        N, n = factor.N, factor.n
+        rows, cols = keys // N, keys % N
+        if not batch:
+            if factor.tensor.layout == torch.sparse_csr:
+                crow = torch.zeros(n + 1, dtype=torch.int64, device=keys.device)
+                torch.cumsum(torch.bincount(rows, minlength=n), 0, out=crow[1:])
+                return sparse_csr_tensor(crow, cols, values[:, 0], (n, n))
+            return sparse_coo_tensor(torch.stack([rows, cols]), values[:, 0], (n, n), is_coalesced=True)
+        # columns of `values` run over the batch dims before the factor's own (row-major), see TriangularFactor
+        P, m = values.shape[1], keys.numel()
+        outer = batch[: len(batch) - len(factor.batch_shape)]
+        parts = []
+        if outer:
+            lead = torch.arange(P, device=keys.device).repeat_interleave(m)
+            for i, size in enumerate(outer):
+                parts.append(lead // math.prod(outer[i + 1 :]) % size)
+        if factor.batch is not None:
+            parts.append((rows // n).repeat(P))
+        parts += [(rows % n).repeat(P), (cols % n).repeat(P)]
+        flat = values.transpose(0, 1).reshape(-1)
+        return sparse_coo_tensor(torch.stack(parts), flat, batch + (n, n), is_coalesced=True)
+
+    @property
+    def precision_matrix(self) -> torch.Tensor:
+        r"""The precision :math:`Q`.
+
+        Precision forms: the sparse :math:`\tilde L D \tilde L^\top` (both triangles stored), differentiable, with
+        the factor's layout when unbatched and sparse COO of shape ``(*batch, n, n)`` when the factor or ``d`` is
+        batched (the batch dims of ``loc`` are not expanded into it). Scale forms: :math:`Q = \Sigma^{-1}` is dense in
+        general: a dense ``batch_shape + (n, n)`` tensor (warns above :data:`DENSE_WARNING_SIZE`).
+        """
+        if self._form == "precision":
+            return self._product_matrix()
+        self._warn_dense("precision_matrix")
+        inverse = self._factor.dense_inverse()  # L̃⁻¹, ([b,] n, n)
+        Q = inverse.transpose(-1, -2) @ (inverse / self._diag.unsqueeze(-1))
+        return Q.expand(self.batch_shape + self.event_shape + self.event_shape)
+
+    @property
+    def covariance_matrix(self) -> torch.Tensor:
+        r"""The dense covariance :math:`\Sigma`, shape ``batch_shape + (n, n)`` (warns above
+        :data:`DENSE_WARNING_SIZE`; differentiable). For the sparse :math:`\tilde L D \tilde L^\top` of a scale form
+        use :meth:`covariance_sparse`."""
+        self._warn_dense("covariance_matrix")
+        if self._form == "scale":
+            L = self._factor.dense()
+            S = (L * self._diag.unsqueeze(-2)) @ L.transpose(-1, -2)
+        else:
+            inverse = self._factor.dense_inverse()
+            S = inverse.transpose(-1, -2) @ (inverse / self._diag.unsqueeze(-1))
+        return S.expand(self.batch_shape + self.event_shape + self.event_shape)
+
+    def covariance_sparse(self) -> torch.Tensor:
+        r"""Scale forms only: the sparse covariance :math:`\tilde L D \tilde L^\top` (as :attr:`precision_matrix`)."""
+        if self._form != "scale":
+            raise ValueError("covariance_sparse() needs a scale form: the covariance of a precision form is dense")
+        return self._product_matrix()
+
+    def _warn_dense(self, what: str) -> None:
+        n = self._factor.n
+        if n > DENSE_WARNING_SIZE:
+            warnings.warn(
+                f"{what} of a SparseMultivariateNormal with n = {n} builds a dense {n} x {n} matrix per batch element",
+                stacklevel=3,
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"SparseMultivariateNormal(loc: {tuple(self.loc.shape)}, {self._factor.name}: "
+            f"{tuple(self._factor.tensor.shape)} with {self._factor.pattern.nnz} stored entries"
+            + ("" if self.diagonal is None else f", diagonal: {tuple(self.diagonal.shape)}")
+            + ")"
+        )
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_factor")
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        name = f"{self._form}_tril"
+        self._factor = TriangularFactor(state[name], name, unit=self.diagonal is not None)
+
+
+def _check_like(t: torch.Tensor, name: str, tril: torch.Tensor, tril_name: str, n: int) -> None:
+    if t.dtype != tril.dtype:
+        raise TypeError(f"{name} and {tril_name} must have the same dtype, got {t.dtype} and {tril.dtype}")
+    if t.device != tril.device:
+        raise ValueError(f"{name} and {tril_name} must be on the same device, got {t.device} and {tril.device}")
+    if t.shape[-1] != n:
+        raise ValueError(
+            f"{name} must have shape (..., {n}) to match {tril_name} of shape {tuple(tril.shape)}, got {tuple(t.shape)}"
+        )
