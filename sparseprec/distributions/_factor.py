@@ -27,7 +27,8 @@ class _StoredValues(torch.autograd.Function):
     @staticmethod
     def forward(ctx, L: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
         ctx.L, ctx.pattern = L, pattern
-        return pattern.kernel_values(L).clone()
+        # no copy: for CSR and coalesced COO this is L's own values tensor (read only, never written here)
+        return pattern.kernel_values(L)
 
     @staticmethod
     @once_differentiable

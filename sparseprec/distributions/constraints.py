@@ -18,35 +18,48 @@ __all__ = ["SparseLowerCholesky", "SparseStrictlyLower", "sparse_lower_cholesky"
 
 def _per_matrix(L: torch.Tensor, ok_per_entry: torch.Tensor) -> torch.Tensor:
     """Reduce per-entry flags (kernel order) to one flag per matrix of the batch."""
-    pattern = pattern_of(L)
     if L.dim() == 2:
         return ok_per_entry.all()
-    n = L.shape[-2]
+    pattern = pattern_of(L)
     bad = (~ok_per_entry).to(torch.int64)
     per_batch = torch.zeros(L.shape[0], dtype=torch.int64, device=L.device)
-    per_batch.index_add_(0, pattern.row.long() // n, bad)
+    per_batch.index_add_(0, pattern.row.long() // L.shape[-2], bad)
     return per_batch == 0
 
 
+def _all_finite(values: torch.Tensor) -> bool:
+    # one reduction: the sum of finite values is finite unless it overflows, and then the exact check runs
+    return bool(torch.isfinite(values.sum()))
+
+
+def _structure_ok(value: torch.Tensor, unitriangular: bool) -> bool:
+    """The stored pattern is lower triangular with the whole diagonal (or strictly lower); cached per pattern."""
+    try:
+        pattern_of(value).check_triangular(upper=False, unitriangular=unitriangular, name="value")
+    except ValueError:
+        return False
+    return True
+
+
 class SparseLowerCholesky(constraints.Constraint):
-    """Sparse lower-triangular matrix with every diagonal entry stored and positive, all values finite."""
+    """Sparse lower-triangular matrix with every diagonal entry stored and positive, all values finite.
+
+    Cost: the pattern is checked once per sparsity pattern; the values by one reduction over the stored entries and
+    one over the diagonal (the per-entry checks run only when these find a problem, to say which matrix has it).
+    """
 
     event_dim = 2
 
     def check(self, value: torch.Tensor) -> torch.Tensor:
+        batch = value.shape[:-2]
+        if not _structure_ok(value, unitriangular=False):
+            return torch.zeros(batch, dtype=torch.bool, device=value.device)
         pattern = pattern_of(value)
         values = pattern.kernel_values(value).detach()
-        lower = pattern.row >= pattern.col
-        ok = lower & torch.isfinite(values)
-        on_diagonal = pattern.row == pattern.col
-        ok = ok & (~on_diagonal | (values > 0))
-        diagonal_count = torch.zeros(pattern.n_rows, dtype=torch.int64, device=values.device)
-        diagonal_count.index_add_(
-            0, pattern.row[on_diagonal].long(), torch.ones_like(values[on_diagonal], dtype=torch.int64)
-        )
-        result = _per_matrix(value, ok)
-        complete = (diagonal_count == 1).reshape(value.shape[:-2] + (value.shape[-1],)).all(-1)
-        return result & complete
+        positive = (values.index_select(0, pattern.diagonal_positions()) > 0).reshape(batch + (-1,)).all(-1)
+        if _all_finite(values):
+            return positive
+        return positive & _per_matrix(value, torch.isfinite(values))
 
     def __repr__(self) -> str:
         return "SparseLowerCholesky()"
@@ -58,9 +71,13 @@ class SparseStrictlyLower(constraints.Constraint):
     event_dim = 2
 
     def check(self, value: torch.Tensor) -> torch.Tensor:
-        pattern = pattern_of(value)
-        values = pattern.kernel_values(value).detach()
-        return _per_matrix(value, (pattern.row > pattern.col) & torch.isfinite(values))
+        batch = value.shape[:-2]
+        if not _structure_ok(value, unitriangular=True):
+            return torch.zeros(batch, dtype=torch.bool, device=value.device)
+        values = pattern_of(value).kernel_values(value).detach()
+        if _all_finite(values):
+            return torch.ones(batch, dtype=torch.bool, device=value.device)
+        return _per_matrix(value, torch.isfinite(values))
 
     def __repr__(self) -> str:
         return "SparseStrictlyLower()"

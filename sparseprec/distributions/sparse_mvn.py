@@ -11,6 +11,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.utils import _standard_normal
 
 from .._validation import check_dense, check_tensor
+from ..cholesky import diag_inverse
 from ..ops import sparse_coo_tensor, sparse_csr_tensor
 from ._factor import TriangularFactor
 from .constraints import sparse_lower_cholesky, sparse_strictly_lower
@@ -114,13 +115,13 @@ class SparseMultivariateNormal(Distribution):
         self._form = "scale" if scale_tril is not None else "precision"
         name = f"{self._form}_tril"
         tril = scale_tril if scale_tril is not None else precision_tril
-        loc = check_dense(loc, "loc", dims=tuple(range(1, 64)))
+        loc = _check_vector(loc, "loc")
         check_tensor(tril, name)
         self._factor = TriangularFactor(tril, name, unit=diagonal is not None)
         n = self._factor.n
         _check_like(loc, "loc", tril, name, n)
         if diagonal is not None:
-            diagonal = check_dense(diagonal, "diagonal", dims=tuple(range(1, 64)))
+            diagonal = _check_vector(diagonal, "diagonal")
             _check_like(diagonal, "diagonal", tril, name, n)
         shapes = [loc.shape[:-1], self._factor.batch_shape] + ([diagonal.shape[:-1]] if diagonal is not None else [])
         try:
@@ -220,9 +221,11 @@ class SparseMultivariateNormal(Distribution):
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         eps = _standard_normal(shape, dtype=self.loc.dtype, device=self.loc.device)
+        if self.diagonal is not None:
+            eps = eps * (self.diagonal.sqrt() if self._form == "scale" else self.diagonal.rsqrt())
         if self._form == "scale":
-            return self.loc + self._factor.matmul(eps * self._diag.sqrt())
-        return self.loc + self._factor.solve(eps * self._diag.rsqrt(), transpose=True)
+            return self.loc + self._factor.matmul(eps)
+        return self.loc + self._factor.solve(eps, transpose=True)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -249,8 +252,6 @@ class SparseMultivariateNormal(Distribution):
         return self._precision_variance().expand(shape)
 
     def _precision_variance(self) -> torch.Tensor:
-        from ..cholesky import diag_inverse
-
         Q = self._product_matrix(detach=True)
         batch = Q.shape[:-2]
         if not batch:
@@ -358,6 +359,13 @@ class SparseMultivariateNormal(Distribution):
         self.__dict__.update(state)
         name = f"{self._form}_tril"
         self._factor = TriangularFactor(state[name], name, unit=self.diagonal is not None)
+
+
+def _check_vector(t: object, name: str) -> torch.Tensor:
+    check_tensor(t, name)
+    if t.layout == torch.strided and t.dim() == 0:
+        raise ValueError(f"{name} must have shape (..., n), got a 0-D tensor")
+    return check_dense(t, name, dims=(t.dim(),))
 
 
 def _check_like(t: torch.Tensor, name: str, tril: torch.Tensor, tril_name: str, n: int) -> None:

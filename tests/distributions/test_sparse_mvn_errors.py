@@ -69,7 +69,7 @@ def test_construction_errors(make, error, match):
 
 
 def test_loc_must_be_a_dense_vector():
-    with pytest.raises(ValueError, match="loc must be"):
+    with pytest.raises(ValueError, match=r"loc must have shape \(\.\.\., n\), got a 0-D tensor"):
         SparseMultivariateNormal(torch.tensor(0.0, dtype=F64), scale_tril=_lower())
     with pytest.raises(TypeError, match="loc must be a dense"):
         SparseMultivariateNormal(torch.zeros(4, dtype=F64).to_sparse(), scale_tril=_lower())
