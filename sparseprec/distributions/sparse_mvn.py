@@ -204,10 +204,10 @@ class SparseMultivariateNormal(Distribution):
         r = value - self.loc
         r = r.expand(torch.broadcast_shapes(r.shape, self.batch_shape + self.event_shape))
         if self._form == "scale":
-            z = self._factor.solve(r)
-            return (z.square() / self._diag).sum(-1)
-        z = self._factor.matmul(r, transpose=True)
-        return (z.square() * self._diag).sum(-1)
+            z2 = self._factor.solve(r).square()
+            return (z2 if self.diagonal is None else z2 / self.diagonal).sum(-1)
+        z2 = self._factor.matmul(r, transpose=True).square()
+        return (z2 if self.diagonal is None else z2 * self.diagonal).sum(-1)
 
     # ---- torch.distributions API ------------------------------------------------------------------------------------
     @property
@@ -249,6 +249,13 @@ class SparseMultivariateNormal(Distribution):
         if self._form == "scale":
             w = self._diag.expand(torch.broadcast_shapes(self._diag.shape, self._factor.batch_shape + self.event_shape))
             return self._factor.squared_matmul(w).expand(shape)
+        parameters = [self._factor.values] + ([] if self.diagonal is None else [self.diagonal])
+        if torch.is_grad_enabled() and any(t.requires_grad for t in parameters):
+            warnings.warn(
+                "SparseMultivariateNormal.variance of a precision form carries no gradient w.r.t. the factor or "
+                "diagonal (it would need the dense inverse); the result is detached",
+                stacklevel=2,
+            )
         return self._precision_variance().expand(shape)
 
     def _precision_variance(self) -> torch.Tensor:

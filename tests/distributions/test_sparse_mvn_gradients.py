@@ -97,3 +97,13 @@ def test_log_prob_is_differentiable_in_value():
     ref_x = x.detach().clone().requires_grad_()
     case.reference().log_prob(ref_x).backward()
     torch.testing.assert_close(x.grad, ref_x.grad)
+
+
+def test_precision_form_variance_says_it_has_no_gradient():
+    case = make_case("precision", True, "csr")
+    values = stored_values(case.L).clone().requires_grad_()
+    dist = _build(case, values, case.d, case.loc)
+    with pytest.warns(UserWarning, match="carries no gradient"):
+        variance = dist.variance
+    assert not variance.requires_grad
+    torch.testing.assert_close(variance, case.reference().variance)
