@@ -5,7 +5,7 @@ The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, .
 ``sparseprec.gpytorch`` and are imported explicitly.
 """
 
-from . import cholesky, distributions, ops, solvers
+from . import cholesky, distributions, ops, solvers, structures
 from .distributions import SparseMultivariateNormal
 from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
@@ -15,6 +15,7 @@ __all__ = [
     "solvers",
     "cholesky",
     "distributions",
+    "structures",
     "SparseMultivariateNormal",
     "sparse_mm",
     "sparse_triangular_solve",

@@ -1,0 +1,31 @@
+"""Builders of structured sparse precisions (torch CSR) for GMRF models, and graph helpers.
+
+Every builder returns a torch sparse CSR matrix with both triangles stored; hyper-parameters given as tensors stay
+differentiable (the pattern is fixed, the values are computed from them), so ``car(W, rho, tau)`` or
+``matern_spde(shape, kappa, tau)`` can be learned through :func:`sparseprec.cholesky.sparse_logdet` and the ops.
+"""
+
+from .adjacency import adjacency_from_pairs, adjacency_from_scipy, connected_components
+from .bym2 import bym2_scaling, constrained_icar_variances
+from .car import car, icar
+from .laplacian import graph_laplacian, grid_adjacency, grid_laplacian
+from .matern import matern_marginal_variance, matern_spde
+from .temporal import ar1, rw1, rw2
+
+__all__ = [
+    "adjacency_from_pairs",
+    "adjacency_from_scipy",
+    "connected_components",
+    "graph_laplacian",
+    "grid_adjacency",
+    "grid_laplacian",
+    "icar",
+    "car",
+    "rw1",
+    "rw2",
+    "ar1",
+    "matern_spde",
+    "matern_marginal_variance",
+    "bym2_scaling",
+    "constrained_icar_variances",
+]
