@@ -6,7 +6,7 @@ The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, .
 """
 
 from . import cholesky, distributions, ops, solvers, structures
-from .distributions import SparseMultivariateNormal
+from .distributions import GMRF, SparseMultivariateNormal
 from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
 
@@ -17,6 +17,7 @@ __all__ = [
     "distributions",
     "structures",
     "SparseMultivariateNormal",
+    "GMRF",
     "sparse_mm",
     "sparse_triangular_solve",
     "sparse_generic_solve",

@@ -106,7 +106,12 @@ class _SparseLogdet(torch.autograd.Function):
 
 
 def sparse_logdet(
-    Q: torch.Tensor, backend: str = "auto", ordering: str | None = None, triangle: str = "full"
+    Q: torch.Tensor,
+    backend: str = "auto",
+    ordering: str | None = None,
+    triangle: str = "full",
+    *,
+    factor: CholeskyFactor | None = None,
 ) -> torch.Tensor:
     r""":math:`\log\det Q` of a sparse SPD ``Q`` by sparse Cholesky, with the exact gradient at ``Q``'s stored entries.
 
@@ -121,6 +126,10 @@ def sparse_logdet(
     ----------
     Q, backend, ordering, triangle
         As for :func:`cholesky`.
+    factor : CholeskyFactor, optional
+        A factor of this very ``Q`` (same values, same ``triangle``), e.g. one kept to sample from: it is used
+        instead of factorising again (``backend`` and ``ordering`` are then ignored). Passing a factor of another
+        matrix gives wrong results.
 
     Returns
     -------
@@ -139,5 +148,8 @@ def sparse_logdet(
     >>> Q.grad.values()  # Q⁻¹ = [[2, 1], [1, 2]] / 3 at the stored entries
     tensor([0.6667, 0.3333, 0.3333, 0.6667], dtype=torch.float64)
     """
-    factor = cholesky(Q, backend=backend, ordering=ordering, triangle=triangle)
+    if factor is None:
+        factor = cholesky(Q, backend=backend, ordering=ordering, triangle=triangle)
+    elif not isinstance(factor, CholeskyFactor) or factor.n != Q.shape[-1]:
+        raise ValueError(f"factor must be a CholeskyFactor of Q (n = {Q.shape[-1]}), got {factor!r}")
     return _SparseLogdet.apply(Q, factor, triangle)

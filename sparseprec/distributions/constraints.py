@@ -11,9 +11,17 @@ from __future__ import annotations
 import torch
 from torch.distributions import constraints
 
+from ..cholesky._structure import lower_structure, lower_values
 from ..ops._pattern import pattern_of
 
-__all__ = ["SparseLowerCholesky", "SparseStrictlyLower", "sparse_lower_cholesky", "sparse_strictly_lower"]
+__all__ = [
+    "SparseLowerCholesky",
+    "SparseStrictlyLower",
+    "SparseSymmetricPositiveDiagonal",
+    "sparse_lower_cholesky",
+    "sparse_strictly_lower",
+    "sparse_symmetric_positive_diagonal",
+]
 
 
 def _per_matrix(L: torch.Tensor, ok_per_entry: torch.Tensor) -> torch.Tensor:
@@ -83,5 +91,28 @@ class SparseStrictlyLower(constraints.Constraint):
         return "SparseStrictlyLower()"
 
 
+class SparseSymmetricPositiveDiagonal(constraints.Constraint):
+    """Unbatched sparse ``(n, n)`` matrix, symmetric in pattern and values (to ``1000 ε max|Q|``, as
+    :func:`sparseprec.cholesky.cholesky` requires), finite, with every diagonal entry stored and positive.
+
+    These are necessary conditions for positive definiteness; the Cholesky factorisation decides the rest.
+    """
+
+    event_dim = 2
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        try:
+            pattern, structure = lower_structure(value, "full")
+            lower_values(value, pattern, structure)
+        except ValueError:
+            return torch.tensor(False, device=value.device)
+        values = pattern.kernel_values(value).detach()
+        return (values[pattern.row == pattern.col] > 0).all()
+
+    def __repr__(self) -> str:
+        return "SparseSymmetricPositiveDiagonal()"
+
+
 sparse_lower_cholesky = SparseLowerCholesky()
 sparse_strictly_lower = SparseStrictlyLower()
+sparse_symmetric_positive_diagonal = SparseSymmetricPositiveDiagonal()

@@ -10,9 +10,11 @@ import torch
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import _standard_normal
 
-from .._validation import check_dense, check_tensor
+from .._validation import check_tensor
 from ..cholesky import diag_inverse
 from ..ops import sparse_coo_tensor, sparse_csr_tensor
+from ._checks import check_like as _check_like
+from ._checks import check_vector as _check_vector
 from ._factor import TriangularFactor
 from .constraints import sparse_lower_cholesky, sparse_strictly_lower
 
@@ -366,21 +368,3 @@ class SparseMultivariateNormal(Distribution):
         self.__dict__.update(state)
         name = f"{self._form}_tril"
         self._factor = TriangularFactor(state[name], name, unit=self.diagonal is not None)
-
-
-def _check_vector(t: object, name: str) -> torch.Tensor:
-    check_tensor(t, name)
-    if t.layout == torch.strided and t.dim() == 0:
-        raise ValueError(f"{name} must have shape (..., n), got a 0-D tensor")
-    return check_dense(t, name, dims=(t.dim(),))
-
-
-def _check_like(t: torch.Tensor, name: str, tril: torch.Tensor, tril_name: str, n: int) -> None:
-    if t.dtype != tril.dtype:
-        raise TypeError(f"{name} and {tril_name} must have the same dtype, got {t.dtype} and {tril.dtype}")
-    if t.device != tril.device:
-        raise ValueError(f"{name} and {tril_name} must be on the same device, got {t.device} and {tril.device}")
-    if t.shape[-1] != n:
-        raise ValueError(
-            f"{name} must have shape (..., {n}) to match {tril_name} of shape {tuple(tril.shape)}, got {tuple(t.shape)}"
-        )
