@@ -57,7 +57,13 @@ class _CholeskySolve(torch.autograd.Function):
 
 
 def sparse_cholesky_solve(
-    Q: torch.Tensor, B: torch.Tensor, backend: str = "auto", ordering: str | None = None, triangle: str = "full"
+    Q: torch.Tensor,
+    B: torch.Tensor,
+    backend: str = "auto",
+    ordering: str | None = None,
+    triangle: str = "full",
+    *,
+    factor: CholeskyFactor | None = None,
 ) -> torch.Tensor:
     r"""Solve ``Q X = B`` for a sparse SPD ``Q`` by sparse Cholesky; gradients w.r.t. ``Q``'s stored values and ``B``.
 
@@ -75,6 +81,8 @@ def sparse_cholesky_solve(
         As for :func:`cholesky`.
     B : torch.Tensor
         Dense ``(n,)`` or ``(n, k)``, ``Q``'s dtype and device.
+    factor : CholeskyFactor, optional
+        A factor of this very ``Q``, used instead of factorising again (as in :func:`sparse_logdet`).
 
     Examples
     --------
@@ -88,6 +96,9 @@ def sparse_cholesky_solve(
     >>> Q.grad.values()  # −½(Λ_i X_j + Λ_j X_i), Λ = Q⁻¹ 1 = (1, 1)
     tensor([-1., -1., -1., -1.], dtype=torch.float64)
     """
-    factor = cholesky(Q, backend=backend, ordering=ordering, triangle=triangle)
+    if factor is None:
+        factor = cholesky(Q, backend=backend, ordering=ordering, triangle=triangle)
+    elif not isinstance(factor, CholeskyFactor) or factor.n != Q.shape[-1]:
+        raise ValueError(f"factor must be a CholeskyFactor of Q (n = {Q.shape[-1]}), got {factor!r}")
     factor._rhs(B)
     return _CholeskySolve.apply(Q, B, factor, triangle)

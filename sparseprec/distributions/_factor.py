@@ -17,6 +17,7 @@ from torch.autograd.function import once_differentiable
 from .._validation import check_sparse_matrix
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
 from ..ops._pattern import SparsePattern, pattern_of
+from ._pairs import product_pattern
 
 __all__ = ["TriangularFactor"]
 
@@ -169,20 +170,7 @@ class TriangularFactor:
         if self.unit:
             diag = torch.arange(self.N, device=row.device)
             row, col = torch.cat([row, diag]), torch.cat([col, diag])
-        by_column = torch.argsort(col, stable=True)
-        col_sorted = col[by_column]
-        counts = torch.bincount(col_sorted, minlength=self.N)
-        start = torch.cumsum(counts, 0) - counts
-        repeats = counts[col_sorted]
-        total = int(repeats.sum())
-        first = torch.repeat_interleave(torch.arange(col.numel(), device=row.device), repeats, output_size=total)
-        offset = torch.arange(total, device=row.device) - torch.repeat_interleave(
-            torch.cumsum(repeats, 0) - repeats, repeats, output_size=total
-        )
-        second = start[col_sorted][first] + offset
-        first, second = by_column[first], by_column[second]
-        pair_keys = row[first] * self.N + row[second]
-        keys, inverse = torch.unique(pair_keys, sorted=True, return_inverse=True)
+        first, second, inverse, keys = product_pattern(col, row, self.N, self.N)
         cached = (first, second, inverse, keys, col[first])
         self.pattern.__dict__[key] = cached
         return cached

@@ -1,0 +1,112 @@
+r"""Conjugate Gaussian observations of a GMRF: posterior precision, posterior mean and the marginal likelihood.
+
+Model: :math:`x \sim N(\mu, Q^{-1})`, :math:`y = A x + e`, :math:`e \sim N(0, R^{-1})` with sparse ``A`` ``(m, n)``
+and diagonal :math:`R = \mathrm{diag}(w)`. Then
+
+.. math::
+
+    x \mid y \sim N(\mu_{post}, Q_{post}^{-1}), \quad Q_{post} = Q + A^\top R A, \quad
+    \mu_{post} = \mu + Q_{post}^{-1} A^\top R (y - A\mu),
+
+and, for any :math:`x` (we use :math:`\mu_{post}`),
+:math:`\log p(y) = \log p(y \mid x) + \log p(x) - \log p(x \mid y)`, which expands to
+:math:`-\tfrac12 r^\top R r - \tfrac12 (x-\mu)^\top Q (x-\mu) + \tfrac12 \log\det R + \tfrac12\log\det Q
+- \tfrac12 \log\det Q_{post} - \tfrac m2 \log 2\pi` with :math:`r = y - A\mu_{post}`.
+
+:math:`A^\top R A` is assembled from the pairs of ``A``'s entries that share a row (pattern work once per pattern of
+``A``; the values are differentiable w.r.t. ``A``'s stored values and ``w``), and added to ``Q`` on the union of the
+two patterns.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from .._validation import check_sparse_matrix
+from ..ops import sparse_csr_tensor
+from ..ops._pattern import SparsePattern, pattern_of
+from ._factor import _StoredValues
+from ._pairs import product_pattern
+
+__all__ = ["posterior_precision", "noise_weights"]
+
+
+def noise_weights(noise_precision: float | torch.Tensor, m: int, like: torch.Tensor) -> torch.Tensor:
+    """The diagonal ``w`` of ``R`` as an ``(m,)`` tensor from a positive scalar or an ``(m,)`` tensor."""
+    if isinstance(noise_precision, torch.Tensor):
+        if noise_precision.layout != torch.strided:
+            raise NotImplementedError(
+                "noise_precision must be diagonal (a scalar or an (m,) tensor of the diagonal); a sparse R is not "
+                "supported yet"
+            )
+        if noise_precision.dim() > 1 or noise_precision.numel() not in (1, m):
+            raise ValueError(
+                f"noise_precision must be a scalar or have shape ({m},), got {tuple(noise_precision.shape)}"
+            )
+        w = noise_precision.to(dtype=like.dtype, device=like.device).reshape(-1).expand(m)
+    else:
+        w = torch.full((m,), float(noise_precision), dtype=like.dtype, device=like.device)
+    if not bool((w.detach() > 0).all()):
+        raise ValueError("noise_precision must be positive")
+    return w
+
+
+def _gram_pattern(pattern: SparsePattern, n: int) -> tuple[torch.Tensor, ...]:
+    cached = pattern.__dict__.get("_gram_pattern")
+    if cached is None:
+        row, col = pattern.row.long(), pattern.col.long()
+        cached = product_pattern(row, col, pattern.n_rows, n)
+        pattern.__dict__["_gram_pattern"] = cached
+    return cached
+
+
+def _union(q_pattern: SparsePattern, a_pattern: SparsePattern, n: int) -> tuple[torch.Tensor, ...]:
+    """Merged CSR pattern of ``Q`` and ``AᵀA``; cached on ``A``'s pattern, per ``Q`` pattern (weakly)."""
+    table = a_pattern.__dict__.setdefault("_union_with", weakref.WeakKeyDictionary())
+    cached = table.get(q_pattern)
+    if cached is None:
+        gram_keys = _gram_pattern(a_pattern, n)[3]
+        q_keys = q_pattern.row.long() * n + q_pattern.col.long()
+        keys, inverse = torch.unique(torch.cat([q_keys, gram_keys]), sorted=True, return_inverse=True)
+        rows = keys // n
+        crow = torch.zeros(n + 1, dtype=torch.int64, device=keys.device)
+        torch.cumsum(torch.bincount(rows, minlength=n), 0, out=crow[1:])
+        cached = (crow, keys % n, inverse, keys.numel())
+        table[q_pattern] = cached
+    return cached
+
+
+def posterior_precision(Q: torch.Tensor, A: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    r""":math:`Q + A^\top \mathrm{diag}(w) A` as a sparse CSR matrix, differentiable w.r.t. the stored values of
+    ``Q`` and ``A`` and w.r.t. ``w``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.distributions.conditioning import posterior_precision
+    >>> Q = torch.eye(3, dtype=torch.float64).to_sparse_csr()
+    >>> A = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64).to_sparse_csr()
+    >>> posterior_precision(Q, A, torch.tensor([2.0], dtype=torch.float64)).detach().to_dense()
+    tensor([[3., 2., 0.],
+            [2., 3., 0.],
+            [0., 0., 1.]], dtype=torch.float64)
+    """
+    n = Q.shape[-1]
+    A = check_sparse_matrix(A, "obs_matrix")
+    if A.dim() != 2 or A.shape[1] != n:
+        raise ValueError(f"obs_matrix must have shape (m, {n}) to match the precision, got {tuple(A.shape)}")
+    if A.dtype != Q.dtype or A.device != Q.device:
+        raise ValueError(
+            f"obs_matrix must have the precision's dtype {Q.dtype} and device {Q.device}, got {A.dtype}, {A.device}"
+        )
+    q_pattern, a_pattern = pattern_of(Q), pattern_of(A)
+    q_values = _StoredValues.apply(Q, q_pattern)
+    a_values = _StoredValues.apply(A, a_pattern)
+    first, second, inverse, gram_keys = _gram_pattern(a_pattern, n)
+    gram_terms = a_values[first] * a_values[second] * w[a_pattern.row.long()[first]]
+    gram_values = gram_terms.new_zeros(gram_keys.numel()).index_add(0, inverse, gram_terms)
+    crow, col, merge, size = _union(q_pattern, a_pattern, n)
+    values = q_values.new_zeros(size).index_add(0, merge, torch.cat([q_values, gram_values]))
+    return sparse_csr_tensor(crow, col, values, (n, n))
