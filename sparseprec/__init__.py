@@ -6,7 +6,7 @@ The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, .
 """
 
 from . import cholesky, distributions, ops, solvers, structures
-from .distributions import GMRF, SparseMultivariateNormal
+from .distributions import GMRF, ICAR, IntrinsicGMRF, SparseMultivariateNormal
 from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
 
@@ -18,6 +18,8 @@ __all__ = [
     "structures",
     "SparseMultivariateNormal",
     "GMRF",
+    "IntrinsicGMRF",
+    "ICAR",
     "sparse_mm",
     "sparse_triangular_solve",
     "sparse_generic_solve",

@@ -6,6 +6,7 @@ Importing this package registers the KL divergences of :mod:`sparseprec.distribu
 
 from . import constraints, kl
 from .gmrf import GMRF
+from .intrinsic import ICAR, IntrinsicGMRF
 from .sparse_mvn import DENSE_WARNING_SIZE, SparseMultivariateNormal
 
-__all__ = ["SparseMultivariateNormal", "GMRF", "DENSE_WARNING_SIZE", "constraints", "kl"]
+__all__ = ["SparseMultivariateNormal", "GMRF", "IntrinsicGMRF", "ICAR", "DENSE_WARNING_SIZE", "constraints", "kl"]
