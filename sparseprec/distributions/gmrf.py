@@ -122,6 +122,34 @@ class GMRF(Distribution):
     def arg_constraints(self) -> dict[str, constraints.Constraint]:
         return {"loc": constraints.real_vector, "precision": sparse_symmetric_positive_diagonal}
 
+    @staticmethod
+    def from_cholesky(
+        loc: torch.Tensor,
+        precision_tril: torch.Tensor,
+        diagonal: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> sparse_mvn.SparseMultivariateNormal:
+        r"""The GMRF with precision :math:`Q = L L^\top` (or :math:`(I + L) D (I + L)^\top`) given by its factor.
+
+        Returns ``SparseMultivariateNormal(loc, precision_tril=L, diagonal=d)``: the factor is used as is (no
+        factorisation, no copy), ``rsample`` is reparameterised w.r.t. the factor's values too, and
+        ``precision_matrix`` is the sparse :math:`L D L^\top`. Use it when a precision is learned through its
+        factor (e.g. a sparse-precision variational posterior).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sparseprec.distributions import GMRF
+        >>> L = torch.tensor([[1.0, 0.0], [-0.5, 1.0]], dtype=torch.float64).to_sparse_csr()
+        >>> d = GMRF.from_cholesky(torch.zeros(2, dtype=torch.float64), L)
+        >>> d.precision_matrix.to_dense()
+        tensor([[ 1.0000, -0.5000],
+                [-0.5000,  1.2500]], dtype=torch.float64)
+        """
+        return sparse_mvn.SparseMultivariateNormal(
+            loc, precision_tril=precision_tril, diagonal=diagonal, validate_args=validate_args
+        )
+
     def _cholesky(self) -> CholeskyFactor:
         if self._factor is None:
             self._factor = cholesky(self.precision.detach(), backend=self._backend, ordering=self._ordering)

@@ -172,3 +172,13 @@ def test_errors():
         GMRF(loc, asymmetric.to_sparse_csr(), validate_args=True)
     with pytest.raises(ValueError, match="shape"):
         GMRF(loc, Q, validate_args=True).log_prob(torch.zeros(8, dtype=F64))
+
+
+def test_from_cholesky_agrees_with_the_precision_form():
+    Q, dense = _random_spd(10, seed=4)
+    L = torch.linalg.cholesky(dense)
+    x = torch.randn(3, 10, dtype=F64)
+    loc = torch.randn(10, dtype=F64)
+    via_factor = GMRF.from_cholesky(loc, L.to_sparse_csr())
+    torch.testing.assert_close(via_factor.log_prob(x), GMRF(loc, Q).log_prob(x))
+    torch.testing.assert_close(via_factor.precision_matrix.to_dense(), dense)
