@@ -46,6 +46,11 @@ class Pattern:
         merged = values.new_zeros(self.nnz).index_add(0, self.inverse.to(device), values)
         return sparse_csr_tensor(self.crow.to(device), self.cols.to(device), merged, (self.n, self.n))
 
+    def merged_matrix(self, merged: torch.Tensor) -> torch.Tensor:
+        """The CSR matrix with values already in the merged (sorted) order, ``(nnz,)``."""
+        device = merged.device
+        return sparse_csr_tensor(self.crow.to(device), self.cols.to(device), merged, (self.n, self.n))
+
     @classmethod
     def of_scipy(cls, A: sp.spmatrix) -> tuple[Pattern, np.ndarray]:
         """Pattern and values (input order) of a SciPy sparse matrix."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -68,27 +69,32 @@ def matern_spde(
     if not bool(kappa.detach() > 0) or not bool(tau.detach() > 0):
         raise ValueError(f"kappa and tau must be positive, got kappa={float(kappa)}, tau={float(tau)}")
     d = len(grid_shape)
+    pattern, basis = _structure(tuple(int(g) for g in grid_shape), alpha, float(spacing))
+    c = spacing**d
+    coefficients = torch.stack([math.comb(alpha, j) * (kappa.square() * c) ** (alpha - j) for j in range(alpha + 1)])
+    values = (tau.square() * c ** (1 - alpha)) * (coefficients @ basis.to(kappa))
+    return pattern.merged_matrix(values)
+
+
+@functools.lru_cache(maxsize=8)
+def _structure(grid_shape: tuple[int, ...], alpha: int, spacing: float) -> tuple[Pattern, torch.Tensor]:
+    """The pattern of ``G^alpha`` and the values of ``G^0 ... G^alpha`` on it, ``(alpha + 1, nnz)``; built once per
+    lattice, so that a training loop pays only for the polynomial in ``kappa``."""
+    d = len(grid_shape)
     W = as_scipy_adjacency(grid_adjacency(grid_shape))
     n = W.shape[0]
     G = (spacing ** (d - 2)) * _laplacian_scipy(W)
     powers = [sp.identity(n, format="csr")]
     for _ in range(alpha):
         powers.append((powers[-1] @ G).tocsr())
-    # every power on the pattern of G^alpha (which contains all lower powers' patterns on a connected lattice)
-    rows, cols, data, which = [], [], [], []
-    for j, P in enumerate(powers):
-        coo = P.tocoo()
-        rows.append(coo.row)
-        cols.append(coo.col)
-        data.append(coo.data)
-        which.append(np.full(coo.nnz, j))
-    pattern = Pattern(np.concatenate(rows), np.concatenate(cols), n)
-    basis = torch.from_numpy(np.concatenate(data)).to(kappa)
-    term = torch.from_numpy(np.concatenate(which))
-    c = spacing**d
-    coefficients = torch.stack([math.comb(alpha, j) * (kappa.square() * c) ** (alpha - j) for j in range(alpha + 1)])
-    values = (tau.square() * c ** (1 - alpha)) * coefficients[term.to(kappa.device)] * basis
-    return pattern.matrix(values)
+    coos = [P.tocoo() for P in powers]
+    pattern = Pattern(np.concatenate([c.row for c in coos]), np.concatenate([c.col for c in coos]), n)
+    basis = torch.zeros(alpha + 1, pattern.nnz, dtype=torch.float64)
+    offset = 0
+    for j, coo in enumerate(coos):
+        basis[j].index_add_(0, pattern.inverse[offset : offset + coo.nnz], torch.from_numpy(coo.data))
+        offset += coo.nnz
+    return pattern, basis
 
 
 def matern_marginal_variance(kappa: float, tau: float, alpha: int = 2, d: int = 2) -> float:
