@@ -10,7 +10,6 @@ O(nnz) backward.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from ..ops import sparse_csr_tensor
@@ -50,12 +49,6 @@ class Pattern:
         """The CSR matrix with values already in the merged (sorted) order, ``(nnz,)``."""
         device = merged.device
         return sparse_csr_tensor(self.crow.to(device), self.cols.to(device), merged, (self.n, self.n))
-
-    @classmethod
-    def of_scipy(cls, A: sp.spmatrix) -> tuple[Pattern, np.ndarray]:
-        """Pattern and values (input order) of a SciPy sparse matrix."""
-        coo = sp.coo_matrix(A)
-        return cls(coo.row, coo.col, coo.shape[0]), coo.data
 
 
 def as_parameter(x: float | torch.Tensor, name: str, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
