@@ -133,7 +133,7 @@ class IntrinsicGMRF(Distribution):
             raise ValueError(f"constraint_value must have shape (..., {C.shape[0]}), got {tuple(e.shape[:-1])}")
         batch_shape = torch.broadcast_shapes(loc.shape[:-1], e.shape[:-2])
         self.loc, self.precision = loc.expand(batch_shape + (n,)), precision
-        self.event_shape_n = n
+        self._n = n
         self.constraint_matrix, self.constraint_value = C, e.squeeze(-1)
         self._backend, self._ordering = backend, ordering
         self._setup_pinning()
@@ -154,7 +154,7 @@ class IntrinsicGMRF(Distribution):
         L = factor.L
         diagonal = L.values()[L.crow_indices()[1:] - 1].abs()  # last stored entry of each row of a lower CSR
         scale = float(self._reduced.detach().values().abs().max())
-        if float(diagonal.min()) ** 2 < 100 * self.event_shape_n * torch.finfo(torch.float64).eps * scale:
+        if float(diagonal.min()) ** 2 < 100 * self._n * torch.finfo(torch.float64).eps * scale:
             raise ValueError(message + " (a pivot of its Cholesky factor vanishes)")
 
     @staticmethod
@@ -228,7 +228,7 @@ class IntrinsicGMRF(Distribution):
             "_pinned",
             "_keep",
             "_reduced",
-            "event_shape_n",
+            "_n",
         )
         for name in names:
             setattr(new, name, getattr(self, name))

@@ -32,3 +32,23 @@ def test_cuda_matches_cpu(form, ldl):
         results.append([t.detach().cpu() for t in (value, L.grad.values(), dist.variance, kl)])
     for cpu, cuda in zip(*results, strict=True):
         torch.testing.assert_close(cuda, cpu)
+
+
+def test_gmrf_and_icar_on_cuda_match_cpu():
+    from sparseprec.distributions import GMRF, IntrinsicGMRF
+    from sparseprec.structures import adjacency_from_pairs, car, icar
+
+    W = adjacency_from_pairs([(0, 1), (1, 2), (2, 3), (3, 0), (1, 3)])
+    x = torch.randn(3, 4, dtype=torch.float64)
+    results = []
+    for device in ["cpu", "cuda"]:
+        rho = torch.tensor(0.5, dtype=torch.float64, device=device, requires_grad=True)
+        Q = car(W, rho, 2.0, dtype=torch.float64)
+        value = GMRF(torch.zeros(4, dtype=torch.float64, device=device), Q).log_prob(x.to(device)).sum()
+        value.backward()
+        intrinsic = IntrinsicGMRF(torch.zeros(4, dtype=torch.float64, device=device), icar(W).detach().to(device))
+        sample = intrinsic.sample((2,))
+        assert sample.device.type == device
+        results.append([t.detach().cpu() for t in (value, rho.grad, intrinsic.variance)])
+    for cpu, cuda in zip(*results, strict=True):
+        torch.testing.assert_close(cuda, cpu)
