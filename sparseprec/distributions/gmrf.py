@@ -12,9 +12,11 @@ from torch.distributions.utils import _standard_normal
 from .._validation import check_sparse_matrix
 from ..cholesky import CholeskyFactor, cholesky, diag_inverse, slq_logdet, sparse_cholesky_solve, sparse_logdet
 from ..errors import NotPositiveDefiniteError
-from ..ops import sparse_mm
+from ..ops import sparse_generic_solve, sparse_mm
+from ..solvers import CG
 from . import sparse_mvn
 from ._checks import check_like, check_vector
+from .conditioning import noise_weights, posterior_precision
 from .constraints import sparse_symmetric_positive_diagonal
 
 __all__ = ["GMRF"]
@@ -284,16 +286,16 @@ class GMRF(Distribution):
         >>> post.loc.shape, post.precision_matrix.shape
         (torch.Size([4]), torch.Size([4, 4]))
         """
-        from ..ops import sparse_generic_solve
-        from ..solvers import CG
-        from .conditioning import noise_weights, posterior_precision
-
         A = check_sparse_matrix(obs_matrix, "obs_matrix")
         if A.dim() != 2:
             raise ValueError(f"obs_matrix must have shape (m, n), got {tuple(A.shape)}")
         w = noise_weights(noise_precision, A.shape[0], self.loc)
         Q_post = posterior_precision(self.precision, A, w)
         y = check_vector(y, "y")
+        if y.dtype != self.loc.dtype or y.device != self.loc.device:
+            raise TypeError(
+                f"y must have loc's dtype {self.loc.dtype} and device {self.loc.device}, got {y.dtype}, {y.device}"
+            )
         if y.shape[-1] != A.shape[0]:
             raise ValueError(f"y must have shape (..., {A.shape[0]}) to match obs_matrix, got {tuple(y.shape)}")
         n = self.event_shape[0]
@@ -331,8 +333,6 @@ class GMRF(Distribution):
         sparse log-determinants (:math:`Q`, :math:`Q_{post}`), one solve. Shape: the broadcast of ``loc``'s and
         ``y``'s batch shapes. Arguments as in :meth:`condition`.
         """
-        from .conditioning import noise_weights
-
         posterior = self.condition(obs_matrix, y, noise_precision, solver=solver)
         x = posterior.loc
         m = obs_matrix.shape[0]

@@ -114,3 +114,9 @@ def test_condition_errors():
         prior.condition(A, y, torch.eye(5, dtype=F64).to_sparse())
     with pytest.raises(TypeError, match="obs_matrix must be a sparse COO or CSR"):
         prior.condition(A_dense, y, w)
+
+
+def test_condition_refuses_observations_of_another_dtype():
+    Q, A, A_dense, y, w, loc = _problem()
+    with pytest.raises(TypeError, match="y must have loc's dtype"):
+        GMRF(loc, Q).condition(A, y.float(), w)
