@@ -5,7 +5,7 @@ The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, .
 ``sparseprec.gpytorch`` and are imported explicitly.
 """
 
-from . import cholesky, distributions, ops, solvers, structures
+from . import cholesky, datasets, distributions, ops, solvers, structures
 from .distributions import GMRF, ICAR, IntrinsicGMRF, SparseMultivariateNormal
 from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
@@ -16,6 +16,7 @@ __all__ = [
     "cholesky",
     "distributions",
     "structures",
+    "datasets",
     "SparseMultivariateNormal",
     "GMRF",
     "IntrinsicGMRF",
