@@ -5,8 +5,17 @@ Importing this package registers the KL divergences of :mod:`sparseprec.distribu
 """
 
 from . import constraints, kl
-from .gmrf import GMRF
+from .gmrf import CAR, GMRF
 from .intrinsic import ICAR, IntrinsicGMRF
 from .sparse_mvn import DENSE_WARNING_SIZE, SparseMultivariateNormal
 
-__all__ = ["SparseMultivariateNormal", "GMRF", "IntrinsicGMRF", "ICAR", "DENSE_WARNING_SIZE", "constraints", "kl"]
+__all__ = [
+    "SparseMultivariateNormal",
+    "GMRF",
+    "CAR",
+    "IntrinsicGMRF",
+    "ICAR",
+    "DENSE_WARNING_SIZE",
+    "constraints",
+    "kl",
+]

@@ -14,12 +14,13 @@ from ..cholesky import CholeskyFactor, cholesky, diag_inverse, slq_logdet, spars
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_generic_solve, sparse_mm
 from ..solvers import CG
+from ..structures import car
 from . import sparse_mvn
 from ._checks import check_like, check_vector
 from .conditioning import noise_weights, posterior_precision
 from .constraints import sparse_symmetric_positive_diagonal
 
-__all__ = ["GMRF"]
+__all__ = ["GMRF", "CAR"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -351,3 +352,38 @@ class GMRF(Distribution):
         state = self.__dict__.copy()
         state["_factor"] = None  # the backend's numeric factor is not picklable; it is recomputed on demand
         return state
+
+
+class CAR(GMRF):
+    r"""The proper CAR model :math:`x \sim N(\mu, Q^{-1})`, :math:`Q = \tau (D - \rho W)`
+    (:func:`sparseprec.structures.car`), differentiable in ``rho`` and ``tau``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.distributions import CAR
+    >>> from sparseprec.structures import adjacency_from_pairs
+    >>> rho = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    >>> d = CAR(adjacency_from_pairs([(0, 1), (1, 2)]), rho, tau=2.0)
+    >>> d.log_prob(torch.zeros(3, dtype=torch.float64)).backward()
+    >>> rho.grad is not None
+    True
+    """
+
+    def __init__(
+        self,
+        adjacency: object,
+        rho: float | torch.Tensor,
+        tau: float | torch.Tensor = 1.0,
+        *,
+        loc: torch.Tensor | None = None,
+        dtype: torch.dtype = torch.float64,
+        validate_args: bool | None = None,
+    ):
+        precision = car(adjacency, rho, tau, dtype=dtype)
+        if loc is None:
+            loc = torch.zeros(precision.shape[-1], dtype=precision.dtype, device=precision.device)
+        super().__init__(loc, precision, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return super().expand(batch_shape, _instance=self._get_checked_instance(CAR, _instance))

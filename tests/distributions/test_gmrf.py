@@ -182,3 +182,25 @@ def test_from_cholesky_agrees_with_the_precision_form():
     via_factor = GMRF.from_cholesky(loc, L.to_sparse_csr())
     torch.testing.assert_close(via_factor.log_prob(x), GMRF(loc, Q).log_prob(x))
     torch.testing.assert_close(via_factor.precision_matrix.to_dense(), dense)
+
+
+def test_car_distribution_and_its_kl_from_a_diagonal_normal():
+    from torch.distributions import Independent, Normal, kl_divergence
+
+    from sparseprec.distributions import CAR
+
+    W = adjacency_from_pairs([(0, 1), (1, 2), (2, 3), (3, 0), (1, 3)])
+    rho = torch.tensor(0.6, dtype=F64, requires_grad=True)
+    d = CAR(W, rho, tau=1.5)
+    Qd = car(W, 0.6, 1.5).detach().to_dense()
+    ref = MultivariateNormal(torch.zeros(4, dtype=F64), precision_matrix=Qd)
+    x = torch.randn(3, 4, dtype=F64)
+    torch.testing.assert_close(d.log_prob(x), ref.log_prob(x))
+    assert type(d.expand((2,))) is CAR and d.expand((2,)).batch_shape == (2,)
+    g = torch.Generator().manual_seed(1)
+    p = Independent(Normal(torch.randn(2, 4, generator=g, dtype=F64), 0.5 + torch.rand(4, generator=g, dtype=F64)), 1)
+    dense_p = MultivariateNormal(p.base_dist.loc, covariance_matrix=torch.diag_embed(p.variance))
+    torch.testing.assert_close(kl_divergence(p, d), kl_divergence(dense_p, ref))
+    kl_divergence(p, d).sum().backward()
+    assert rho.grad is not None
+    assert gradcheck(lambda r: kl_divergence(p, CAR(W, r, 1.5)), (torch.tensor(0.3, dtype=F64, requires_grad=True),))
