@@ -248,7 +248,7 @@ class IntrinsicGMRF(Distribution):
 
     def _validate_sample(self, value: torch.Tensor) -> None:
         super()._validate_sample(value)
-        gap = (value @ self.constraint_matrix.T - self.constraint_value).abs()
+        gap = (value @ self.constraint_matrix.T - self.constraint_value).detach().abs()
         scale = 1.0 + float(value.detach().abs().max()) * float(self.constraint_matrix.abs().sum(-1).max())
         if bool((gap > 1e-6 * scale).any()):
             raise ValueError(
