@@ -1,8 +1,9 @@
-"""Pyro integration (imports Pyro): sparseprec's distributions as Pyro distributions.
+"""Pyro integration (imports Pyro): sparseprec's distributions as Pyro distributions, and a sparse-precision autoguide.
 
 Import explicitly (``import sparseprec.pyro``); the core package never imports Pyro.
 """
 
+from .autoguide import AutoSparseMultivariateNormal
 from .distributions import CAR, GMRF, ICAR, IntrinsicGMRF, SparseMultivariateNormal
 
-__all__ = ["SparseMultivariateNormal", "GMRF", "CAR", "IntrinsicGMRF", "ICAR"]
+__all__ = ["AutoSparseMultivariateNormal", "SparseMultivariateNormal", "GMRF", "CAR", "IntrinsicGMRF", "ICAR"]

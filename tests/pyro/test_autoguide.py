@@ -1,0 +1,138 @@
+"""AutoSparseMultivariateNormal: pattern derivation, exactness on a conjugate model, SVI, scale, NeuTra."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import SVI, Trace_ELBO
+from pyro.infer.reparam import NeuTraReparam
+
+import sparseprec.pyro as sp
+from sparseprec.structures import ar1
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pyro():
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+def _conjugate(n=12, noise=0.6, seed=0):
+    Q = ar1(n, 0.8, 1.0).detach()
+    y = torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+    def model():
+        x = pyro.sample("x", sp.GMRF(torch.zeros(n, dtype=F64), Q))
+        pyro.sample("y", dist.Normal(x, noise).to_event(1), obs=y)
+
+    prior = sp.GMRF(torch.zeros(n, dtype=F64), Q)
+    posterior = prior.condition(torch.eye(n, dtype=F64).to_sparse_csr(), y, noise**-2)
+    log_evidence = prior.log_marginal_likelihood(torch.eye(n, dtype=F64).to_sparse_csr(), y, noise**-2)
+    return model, posterior, log_evidence
+
+
+def test_pattern_is_derived_from_the_gmrf_prior_and_dependencies():
+    Q = ar1(30, 0.5).detach()
+
+    def model():
+        tau = pyro.sample("tau", dist.Gamma(torch.tensor(2.0, dtype=F64), 1.0))
+        pyro.sample("x", sp.GMRF(torch.zeros(30, dtype=F64), Q))
+        return tau
+
+    guide = sp.AutoSparseMultivariateNormal(model)
+    guide()
+    assert guide.latent_dim == 31
+    # AR(1) prior: 29 entries below the diagonal; no prior dependency between tau and x in this model
+    assert guide.factor_values.numel() == 29
+
+    def dependent():
+        tau = pyro.sample("tau", dist.Gamma(torch.tensor(2.0, dtype=F64), 1.0))
+        pyro.sample("x", dist.Normal(torch.zeros(30, dtype=F64), tau.rsqrt()).to_event(1))
+
+    pyro.clear_param_store()  # a new guide's parameters have the same names
+    guide = sp.AutoSparseMultivariateNormal(dependent)
+    guide()
+    assert guide.factor_values.numel() == 30  # the tau–x block (tau has one entry)
+
+
+def test_the_exact_posterior_is_in_the_family_and_gives_the_evidence():
+    model, posterior, log_evidence = _conjugate()
+    guide = sp.AutoSparseMultivariateNormal(model)
+    guide()
+    # the exact posterior precision is tridiagonal: its LDLᵀ factor is unit bidiagonal, the guide's pattern
+    C = torch.linalg.cholesky(posterior.precision_matrix.detach().to_dense())
+    unit = C / C.diagonal()
+    d = C.diagonal().square()
+    with torch.no_grad():
+        guide.loc.copy_(posterior.loc)
+        guide.factor_values.copy_(unit[guide._crow.new_tensor(range(1, 12)), guide._col])
+        guide.precision_raw.copy_(d + torch.log(-torch.expm1(-d)))
+    loss = Trace_ELBO(num_particles=4).loss(model, guide)
+    assert loss == pytest.approx(-float(log_evidence), rel=1e-10)
+    with torch.no_grad():
+        torch.testing.assert_close(guide.get_posterior().variance, posterior.variance)
+
+
+def test_svi_recovers_the_exact_posterior_marginals():
+    model, posterior, _ = _conjugate()
+    guide = sp.AutoSparseMultivariateNormal(model, init_scale=0.5)
+    svi = SVI(model, guide, pyro.optim.ClippedAdam({"lr": 0.03, "lrd": 0.998}), Trace_ELBO(num_particles=16,
+              vectorize_particles=True))  # fmt: skip
+    for _ in range(800):
+        svi.step()
+    torch.testing.assert_close(guide.median()["x"], posterior.loc, atol=0.05, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(guide.get_posterior().variance, posterior.variance, rtol=0.15, atol=0)
+    q = guide.quantiles([0.5])["x"][0]
+    torch.testing.assert_close(q, guide.median()["x"])
+
+
+def test_a_step_with_a_hundred_thousand_latent_sites():
+    n = 100_000
+    Q = ar1(n, 0.9).detach()
+    y = torch.zeros(n, dtype=F64)
+
+    def model():
+        x = pyro.sample("x", sp.GMRF(torch.zeros(n, dtype=F64), Q))
+        pyro.sample("y", dist.Normal(x, 1.0).to_event(1), obs=y)
+
+    guide = sp.AutoSparseMultivariateNormal(model)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
+    loss = svi.step()  # a dense n × n factor would need 80 GB
+    assert torch.isfinite(torch.tensor(loss))
+    assert guide.factor_values.numel() == n - 1
+
+
+def test_neutra_reparam_accepts_it():
+    model, _, _ = _conjugate(n=6)
+    guide = sp.AutoSparseMultivariateNormal(model)
+    guide()
+    neutra = NeuTraReparam(guide)
+    reparam_model = pyro.poutine.reparam(model, config=lambda _: neutra)
+    trace = pyro.poutine.trace(reparam_model).get_trace()
+    assert trace.nodes["x"]["value"].shape == (6,)
+    base = torch.randn(6, dtype=F64)
+    transform = guide.get_transform()
+    torch.testing.assert_close(transform.inv(transform(base)), base)
+    latent = transform(base)
+    expected = guide.get_posterior().log_prob(latent)
+    reference = guide.get_base_dist().log_prob(base) - transform.log_abs_det_jacobian(base, latent)
+    torch.testing.assert_close(expected, reference)
+
+
+def test_given_pattern_and_its_errors():
+    model, _, _ = _conjugate(n=5)
+    index = torch.tensor([[1, 2, 4], [0, 0, 3]])
+    guide = sp.AutoSparseMultivariateNormal(model, pattern=index)
+    guide()
+    assert guide.factor_values.numel() == 3
+    with pytest.raises(ValueError, match=r"pattern indices must lie in \[0, 5\)"):
+        sp.AutoSparseMultivariateNormal(model, pattern=torch.tensor([[7], [0]]))()
+    with pytest.raises(ValueError, match="init_scale must be a positive float"):
+        sp.AutoSparseMultivariateNormal(model, init_scale=0)
