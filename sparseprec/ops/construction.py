@@ -37,8 +37,8 @@ def _kernel_values_at(grad: torch.Tensor, A: torch.Tensor, pattern: SparsePatter
     idx = g.indices()
     g_rows, g_cols = (idx[0] * n + idx[1], idx[0] * m + idx[2]) if g.dim() == 3 else (idx[0], idx[1])
     g_keys = g_rows * pattern.n_cols + g_cols
-    if g_keys.numel() == 0:
-        return grad.new_zeros(pattern.nnz)
+    if g_keys.numel() == 0:  # (grad.new_zeros would make a sparse tensor here)
+        return torch.zeros(pattern.nnz, dtype=grad.dtype, device=grad.device)
     keys = rows * pattern.n_cols + cols
     pos = torch.searchsorted(g_keys, keys).clamp_(max=g_keys.numel() - 1)
     return torch.where(g_keys[pos] == keys, g.values()[pos], 0)

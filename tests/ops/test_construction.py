@@ -80,3 +80,11 @@ def test_coo_construction_dense_and_other_pattern_gradients():
 def test_coo_construction_checks():
     with pytest.raises(ValueError, match=r"indices must have shape \(2, nnz\) with nnz = values.shape\[0\] = 3, got"):
         sparse_coo_tensor(torch.zeros(2, 2, dtype=torch.long), torch.ones(3), (2, 2))
+
+
+def test_a_gradient_with_no_stored_entries_reads_as_zeros():
+    values = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    A = sparse_csr_tensor(torch.tensor([0, 1, 2]), torch.tensor([0, 1]), values, (2, 2))
+    empty = torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0, dtype=torch.float64), (2, 2))
+    A.backward(empty.to_sparse_csr())
+    torch.testing.assert_close(values.grad, torch.zeros(2, dtype=torch.float64))

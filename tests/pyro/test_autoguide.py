@@ -136,3 +136,17 @@ def test_given_pattern_and_its_errors():
         sp.AutoSparseMultivariateNormal(model, pattern=torch.tensor([[7], [0]]))()
     with pytest.raises(ValueError, match="init_scale must be a positive float"):
         sp.AutoSparseMultivariateNormal(model, init_scale=0)
+
+
+def test_a_model_without_sparse_priors_gets_a_diagonal_guide():
+    def model():
+        x = pyro.sample("x", dist.Normal(torch.zeros(4, dtype=F64), 1.0).to_event(1))
+        pyro.sample("y", dist.Normal(x, 1.0).to_event(1), obs=torch.ones(4, dtype=F64))
+
+    guide = sp.AutoSparseMultivariateNormal(model)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO(num_particles=8, vectorize_particles=True))
+    for _ in range(300):
+        svi.step()
+    assert guide.factor_values.numel() == 0
+    # exact posterior: N(1/2, 1/2) per coordinate
+    torch.testing.assert_close(guide.median()["x"], torch.full((4,), 0.5, dtype=F64), atol=0.06, rtol=0)
