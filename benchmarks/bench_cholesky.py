@@ -21,7 +21,6 @@ cores) or ``--sizes 100 300``; the table is written to ``docs/benchmarks.md`` be
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import platform
 import statistics
 import sys
@@ -35,12 +34,12 @@ import scipy.sparse as sp
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import fmt, package_version, write_section  # noqa: E402
 from problems import grid_precision  # noqa: E402
 
 import sparseprec  # noqa: E402
 from sparseprec.cholesky import available_backends, slq_logdet, sparse_logdet  # noqa: E402
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench_cholesky:begin -->", "<!-- bench_cholesky:end -->"
 
 
@@ -179,25 +178,15 @@ def run_size(rows: list[dict], s: int, backends: list[str], repeats: int) -> Non
         print(rows[-1], flush=True)
 
 
-def fmt(x: float | None, digits: int = 2) -> str:
-    return "—" if x is None else f"{x:,.{digits}f}"
-
-
 def write_table(rows: list[dict], argv: list[str]) -> None:
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
     lines = [
         BEGIN,
         "## Sparse Cholesky: log-determinant (`benchmarks/bench_cholesky.py`)",
         "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} cores, {platform.platform()}; Python "
         f"{platform.python_version()}; torch {torch.__version__}, SciPy {scipy.__version__}, NumPy {np.__version__}, "
-        f"scikit-sparse {version('scikit-sparse')}, linear_operator {version('linear_operator')}, sparseprec "
-        f"{sparseprec.__version__}. Command: `python benchmarks/bench_cholesky.py {' '.join(argv)}`.",
+        f"scikit-sparse {package_version('scikit-sparse')}, linear_operator {package_version('linear_operator')}, "
+        f"sparseprec {sparseprec.__version__}. Command: `python benchmarks/bench_cholesky.py {' '.join(argv)}`.",
         "",
         "Problem: `Q = I + 5-point Laplacian` on an s × s grid, float64, both triangles stored. Forward+backward "
         "computes the gradient of `log det Q` w.r.t. Q's stored values (exact: the selected inverse; SLQ: Hutchinson "
@@ -215,14 +204,7 @@ def write_table(rows: list[dict], argv: list[str]) -> None:
             f"{fmt(r['fwd_ratio'])} | {fmt(r['bwd_ratio'])} | {r['error']:.1e} | {r['runs']} |"
         )
     lines.append(END)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    block = "\n".join(lines)
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
+    write_section(BEGIN, END, "\n".join(lines))
 
 
 def main() -> None:

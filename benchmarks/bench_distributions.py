@@ -25,14 +25,10 @@ Run ``python benchmarks/bench_distributions.py`` (~5 min on 2 cores) or ``--size
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.metadata
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +37,7 @@ import scipy
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import fmt, median_times, package_version, peak_extra_bytes, write_section  # noqa: E402
 from problems import cholesky_factor, grid_precision  # noqa: E402
 
 import sparseprec  # noqa: E402
@@ -51,30 +48,9 @@ try:
 except ImportError:  # pragma: no cover - the comparison needs the `test` extra
     TsguMVN = None
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench_distributions:begin -->", "<!-- bench_distributions:end -->"
 DENSE_MAX_N = 10_000
 DENSE = "torch dense MultivariateNormal (scale_tril)"
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_extra_bytes(fn: Callable[[], object]) -> float:
-    """Peak resident memory added by one call of ``fn`` (NaN where /proc cannot reset the high-water mark)."""
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return float("nan")
-    before = rss_bytes()
-    fn()
-    with open("/proc/self/status") as f:
-        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
-    return max(hwm - before, 0)
 
 
 def cases(s: int) -> tuple[dict[str, Callable[[], object]], dict]:
@@ -138,28 +114,17 @@ def cases(s: int) -> tuple[dict[str, Callable[[], object]], dict]:
 
 def run_size(rows: list[dict], s: int, repeats: int, memory: bool) -> dict:
     fns, info = cases(s)
-    times: dict = {key: [] for key in fns}
-    for key, fn in fns.items():
-        if key[2] != DENSE:
-            fn()
-    for r in range(repeats):
-        for key, fn in fns.items():
-            if key[2] == DENSE and r > 0:
-                continue
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
-    med = {key: statistics.median(t) for key, t in times.items()}
-    solve = med[("—", "log_prob + backward", "ops: one triangular solve + backward (p = 1)")]
-    for (form, what, method), t in med.items():
-        ours = med.get((form, what, "sparseprec"))
+    med = median_times(fns, repeats, once={key for key in fns if key[2] == DENSE})
+    solve = med[("—", "log_prob + backward", "ops: one triangular solve + backward (p = 1)")][0]
+    for (form, what, method), (t, runs) in med.items():
+        ours = med.get((form, what, "sparseprec"), (None,))[0]
         mem = None
         if memory and what == "log_prob + backward" and method != DENSE:
             mem = measure_memory(s, form, method)
         rows.append(
             dict(
                 s=s, n=info["n"], nnz=info["nnz"], form=form, what=what, method=method, ms=1e3 * t,
-                runs=len(times[(form, what, method)]),
+                runs=runs,
                 vs_ours=None if ours is None or method == "sparseprec" else t / ours,
                 vs_solve=t / solve if what == "log_prob + backward" else None, mem=mem,
                 model_mib=info["model_bytes"] / 2**20,
@@ -169,24 +134,15 @@ def run_size(rows: list[dict], s: int, repeats: int, memory: bool) -> dict:
     return info
 
 
-def fmt(x: float | None, digits: int = 2) -> str:
-    return "—" if x is None else f"{x:,.{digits}f}"
-
-
 def write_table(rows: list[dict], hows: set[str], argv: list[str]) -> None:
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
     lines = [
         BEGIN,
         "## SparseMultivariateNormal (`benchmarks/bench_distributions.py`)",
         "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, {platform.platform()}; Python "
         f"{platform.python_version()}; torch {torch.__version__}, SciPy {scipy.__version__}, torchsparsegradutils "
-        f"{version('torchsparsegradutils')}, sparseprec {sparseprec.__version__}. Factor: {', '.join(sorted(hows))}. "
+        f"{package_version('torchsparsegradutils')}, sparseprec {sparseprec.__version__}. "
+        f"Factor: {', '.join(sorted(hows))}. "
         f"Command: `python benchmarks/bench_distributions.py {' '.join(argv)}`.",
         "",
         "Problem: the Cholesky factor `L` of `Q = I + 5-point Laplacian` on an s × s grid (float64, CSR), used as "
@@ -206,14 +162,7 @@ def write_table(rows: list[dict], hows: set[str], argv: list[str]) -> None:
             f"| {r['runs']} |"
         )
     lines.append(END)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    block = "\n".join(lines)
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
+    write_section(BEGIN, END, "\n".join(lines))
 
 
 def memory_child(s: int, form: str, method: str) -> None:

@@ -20,11 +20,8 @@ Run ``python benchmarks/bench_gmrf.py`` (~15 min on 2 cores) or ``--sizes 100 30
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,12 +29,14 @@ import scipy
 import scipy.sparse as sp
 import torch
 
-import sparseprec
-from sparseprec.distributions import GMRF
-from sparseprec.solvers import CG
-from sparseprec.structures import car, grid_adjacency, matern_spde
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import fmt, median_times, package_version, write_section  # noqa: E402
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+import sparseprec  # noqa: E402
+from sparseprec.distributions import GMRF  # noqa: E402
+from sparseprec.solvers import CG  # noqa: E402
+from sparseprec.structures import car, grid_adjacency, matern_spde  # noqa: E402
+
 BEGIN, END = "<!-- bench_gmrf:begin -->", "<!-- bench_gmrf:end -->"
 F64 = torch.float64
 
@@ -45,21 +44,6 @@ F64 = torch.float64
 def scipy_of(Q: torch.Tensor) -> sp.csr_matrix:
     Q = Q.detach()
     return sp.csr_matrix((Q.values().numpy(), Q.col_indices().numpy(), Q.crow_indices().numpy()), shape=Q.shape)
-
-
-def median_times(fns: dict[str, Callable[[], object]], repeats: int, once: set[str] = frozenset()) -> dict:
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for name, fn in fns.items():
-        if name not in once:
-            fn()
-    for r in range(repeats):
-        for name, fn in fns.items():
-            if name in once and r > 0:
-                continue
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(t), len(t)) for name, t in times.items()}
 
 
 def matern_rows(s: int, repeats: int) -> list[dict]:
@@ -187,25 +171,15 @@ def posterior_rows(s: int, repeats: int) -> list[dict]:
     ]  # fmt: skip
 
 
-def fmt(x: float | None, digits: int = 2) -> str:
-    return "—" if x is None else f"{x:,.{digits}f}"
-
-
 def write_table(rows: list[dict], argv: list[str]) -> None:
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
     lines = [
         BEGIN,
         "## GMRFs (`benchmarks/bench_gmrf.py`)",
         "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, {platform.platform()}; Python "
         f"{platform.python_version()}; torch {torch.__version__}, SciPy {scipy.__version__}, scikit-sparse "
-        f"{version('scikit-sparse')}, NumPyro {version('numpyro')}, jax {version('jax')}, sparseprec "
-        f"{sparseprec.__version__}. Command: `python benchmarks/bench_gmrf.py {' '.join(argv)}`.",
+        f"{package_version('scikit-sparse')}, NumPyro {package_version('numpyro')}, jax {package_version('jax')}, "
+        f"sparseprec {sparseprec.__version__}. Command: `python benchmarks/bench_gmrf.py {' '.join(argv)}`.",
         "",
         "Times in seconds, medians over interleaved rounds after a warm-up (rows with 1 run: a single timed call "
         "without warm-up). `matern`: float64 SPDE-Matérn precision (α = 2, 13-point stencil) built from (κ, τ) on "
@@ -222,14 +196,7 @@ def write_table(rows: list[dict], argv: list[str]) -> None:
             f"| {r['runs']} |"
         )
     lines.append(END)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    block = "\n".join(lines)
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
+    write_section(BEGIN, END, "\n".join(lines))
 
 
 def main() -> None:

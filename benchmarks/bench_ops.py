@@ -37,6 +37,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DOCS, peak_extra_bytes, write_section  # noqa: E402
 from problems import ar1_factor, cholesky_factor, grid_precision  # noqa: E402
 
 import sparseprec  # noqa: E402
@@ -47,7 +48,6 @@ try:
 except ImportError:  # pragma: no cover - the comparison needs the `test` extra
     tsgu = None
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 LEAF_NOTE = (
     "Rows `sparseprec` and `torchsparsegradutils` hold the factor as a sparse leaf tensor (`A.requires_grad_()`; "
     "the gradient lands in `A.grad`). For a sparse CSR leaf, torch's gradient accumulation always copies the "
@@ -57,26 +57,6 @@ LEAF_NOTE = (
     "`sparse_csr_tensor` would allocate a dense n × n gradient there).\n\n"
 )
 BEGIN, END = "<!-- bench_ops:begin -->", "<!-- bench_ops:end -->"
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_extra_bytes(fn, setup) -> float:
-    """Peak resident memory added by one call of ``fn`` (NaN where /proc cannot reset the high-water mark)."""
-    setup()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return float("nan")
-    before = rss_bytes()
-    fn()
-    with open("/proc/self/status") as f:
-        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
-    return max(hwm - before, 0)
 
 
 def timed(fn, setup=None) -> float:
@@ -286,12 +266,7 @@ def write_table(rows, factor_how: str, argv: list[str]) -> None:
         "minutes per call there).\n" + "\n### COO input vs CSR input (sparseprec, same run; after the first call)\n\n"
         "| problem | p | dtype | fwd COO/CSR | fwd+bwd COO/CSR |\n|---|---|---|---|---|\n" + coo_lines + f"\n{END}\n"
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
+    write_section(BEGIN, END, section.rstrip("\n"))
     print(f"wrote {DOCS}")
 
 

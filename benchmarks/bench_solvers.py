@@ -35,6 +35,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_section  # noqa: E402
 from problems import grid_precision  # noqa: E402
 
 import sparseprec  # noqa: E402
@@ -48,7 +49,6 @@ try:
 except ImportError:  # pragma: no cover - the comparison needs the `test` extra
     tsgu = None
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench_solvers:begin -->", "<!-- bench_solvers:end -->"
 RTOL = 1e-6
 
@@ -186,14 +186,7 @@ def write_table(rows: list[dict], argv: list[str], kappa2: float) -> None:
             f"{fmt(r['fwd_ratio'], 2)} | {fmt(r['bwd_ratio'], 2)} | {r['runs']} |"
         )
     lines.append(END)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    block = "\n".join(lines)
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
+    write_section(BEGIN, END, "\n".join(lines))
 
 
 def main() -> None:
