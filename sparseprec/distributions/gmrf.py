@@ -17,6 +17,7 @@ from ..solvers import CG
 from ..structures import car
 from . import sparse_mvn
 from ._checks import check_like, check_vector
+from ._precision import quadratic_form, sample_with_factor
 from .conditioning import noise_weights, posterior_precision
 from .constraints import sparse_symmetric_positive_diagonal
 
@@ -176,12 +177,7 @@ class GMRF(Distribution):
         return sparse_logdet(self.precision, factor=self._cholesky())
 
     def _quadratic(self, value: torch.Tensor) -> torch.Tensor:
-        n = self.event_shape[0]
-        r = value - self.loc
-        r = r.expand(torch.broadcast_shapes(r.shape, self.batch_shape + self.event_shape))
-        columns = r.reshape(-1, n).transpose(0, 1)
-        quadratic = (columns * sparse_mm(self.precision, columns)).sum(0)
-        return quadratic.reshape(r.shape[:-1])
+        return quadratic_form(self.precision, value - self.loc, self.batch_shape + self.event_shape)
 
     # ---- torch.distributions API ------------------------------------------------------------------------------------
     @property
@@ -210,13 +206,8 @@ class GMRF(Distribution):
                 "precision, or SparseMultivariateNormal(loc, precision_tril=L) to learn a precision through samples"
             )
         factor = self._cholesky()
-        shape = self._extended_shape(sample_shape)
-        n = self.event_shape[0]
-        eps = _standard_normal(shape, dtype=self.loc.dtype, device=self.loc.device)
-        permuted = factor.solve_Lt(eps.reshape(-1, n).transpose(0, 1).contiguous())  # L⁻ᵀ ε, permuted order
-        x = torch.empty_like(permuted)
-        x[factor.perm] = permuted
-        return self.loc + x.transpose(0, 1).reshape(shape)
+        eps = _standard_normal(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + sample_with_factor(factor, eps)
 
     @property
     def variance(self) -> torch.Tensor:

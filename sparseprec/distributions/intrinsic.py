@@ -47,6 +47,7 @@ from ..ops._pattern import pattern_of
 from ..structures import icar
 from ._checks import check_like, check_vector
 from ._factor import _StoredValues
+from ._precision import quadratic_form, sample_with_factor
 
 __all__ = ["IntrinsicGMRF", "ICAR", "component_constraints"]
 
@@ -268,11 +269,7 @@ class IntrinsicGMRF(Distribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        n = self.event_shape[0]
-        r = value - self.loc
-        r = r.expand(torch.broadcast_shapes(r.shape, self.batch_shape + self.event_shape))
-        columns = r.reshape(-1, n).transpose(0, 1)
-        quadratic = (columns * sparse_mm(self.precision, columns)).sum(0).reshape(r.shape[:-1])
+        quadratic = quadratic_form(self.precision, value - self.loc, self.batch_shape + self.event_shape)
         return -0.5 * (quadratic + self.rank * _LOG_2PI) + 0.5 * self.log_generalized_determinant()
 
     def entropy(self) -> torch.Tensor:
@@ -287,13 +284,9 @@ class IntrinsicGMRF(Distribution):
             )
         factor = self._cholesky()
         shape = self._extended_shape(sample_shape)
-        n, m = self.event_shape[0], self._keep.numel()
-        eps = _standard_normal(shape[:-1] + (m,), dtype=self.loc.dtype, device=self.loc.device)
-        permuted = factor.solve_Lt(eps.reshape(-1, m).transpose(0, 1).contiguous())
-        reduced = torch.empty_like(permuted)
-        reduced[factor.perm] = permuted
-        x = eps.new_zeros(shape[:-1] + (n,))
-        x[..., self._keep] = reduced.transpose(0, 1).reshape(shape[:-1] + (m,))
+        eps = _standard_normal(shape[:-1] + (self._keep.numel(),), dtype=self.loc.dtype, device=self.loc.device)
+        x = eps.new_zeros(shape)
+        x[..., self._keep] = sample_with_factor(factor, eps)  # the pinned model: x_S = 0
         target = self.constraint_value - self.loc @ self.constraint_matrix.T
         return self.loc + self._project(x, target)
 

@@ -43,13 +43,33 @@ def _assemble(trace: torch.Tensor, mahalanobis: torch.Tensor, half_logdet_q, hal
     return 0.5 * (trace + mahalanobis - n) + half_logdet_q - half_logdet_p
 
 
-@register_kl(SparseMultivariateNormal, SparseMultivariateNormal)
-def kl_sparse_sparse(p: SparseMultivariateNormal, q: SparseMultivariateNormal) -> torch.Tensor:
-    """``KL(p ‖ q)`` for a scale-form ``p`` and a precision-form ``q`` with equally batched factors (exact)."""
+def _check_event_shapes(p, q) -> None:
     if p.event_shape != q.event_shape:
         raise ValueError(
             f"p and q must have the same event shape, got {tuple(p.event_shape)} and {tuple(q.event_shape)}"
         )
+
+
+def _check_diagonal_normal(p: Independent, q_name: str) -> None:
+    if not isinstance(p.base_dist, Normal) or p.reinterpreted_batch_ndims != 1:
+        raise NotImplementedError(
+            f"KL(Independent || {q_name}) is implemented for Independent(Normal, 1) only, got "
+            f"Independent({type(p.base_dist).__name__}, {p.reinterpreted_batch_ndims})"
+        )
+
+
+def _kl_diagonal_normal(p: Independent, diagonal_q: torch.Tensor, mahalanobis, half_logdet_q) -> torch.Tensor:
+    """KL(N(m, diag(s²)) ‖ q) from ``diag(Σ_q⁻¹)``, the Mahalanobis term of ``m`` under ``q`` and ``½ log det Σ_q``."""
+    scale = p.base_dist.scale
+    trace = (diagonal_q * scale.square()).sum(-1)
+    half_logdet_p = scale.log().expand(p.batch_shape + p.event_shape).sum(-1)
+    return _assemble(trace, mahalanobis, half_logdet_q, half_logdet_p, p.event_shape[0])
+
+
+@register_kl(SparseMultivariateNormal, SparseMultivariateNormal)
+def kl_sparse_sparse(p: SparseMultivariateNormal, q: SparseMultivariateNormal) -> torch.Tensor:
+    """``KL(p ‖ q)`` for a scale-form ``p`` and a precision-form ``q`` with equally batched factors (exact)."""
+    _check_event_shapes(p, q)
     if p._form != "scale" or q._form != "precision":
         raise NotImplementedError(
             f"KL(SparseMultivariateNormal[{p.parameterization}] || SparseMultivariateNormal[{q.parameterization}]) has "
@@ -79,15 +99,8 @@ def kl_sparse_sparse(p: SparseMultivariateNormal, q: SparseMultivariateNormal) -
 @register_kl(Independent, SparseMultivariateNormal)
 def kl_independent_normal_sparse(p: Independent, q: SparseMultivariateNormal) -> torch.Tensor:
     """``KL(p ‖ q)`` for a diagonal normal ``p = Independent(Normal(m, s), 1)`` and a precision-form ``q`` (exact)."""
-    if not isinstance(p.base_dist, Normal) or p.reinterpreted_batch_ndims != 1:
-        raise NotImplementedError(
-            "KL(Independent || SparseMultivariateNormal) is implemented for Independent(Normal, 1) only, got "
-            f"Independent({type(p.base_dist).__name__}, {p.reinterpreted_batch_ndims})"
-        )
-    if p.event_shape != q.event_shape:
-        raise ValueError(
-            f"p and q must have the same event shape, got {tuple(p.event_shape)} and {tuple(q.event_shape)}"
-        )
+    _check_diagonal_normal(p, "SparseMultivariateNormal")
+    _check_event_shapes(p, q)
     if q._form != "precision":
         raise NotImplementedError(
             "KL(Independent(Normal) || SparseMultivariateNormal) needs q in a precision form (precision_tril): a scale "
@@ -98,19 +111,13 @@ def kl_independent_normal_sparse(p: Independent, q: SparseMultivariateNormal) ->
     diagonal_q = factor.squared_matmul(
         d.expand(torch.broadcast_shapes(d.shape[:-1], factor.batch_shape) + q.event_shape)
     )
-    base = p.base_dist
-    trace = (diagonal_q * base.scale.square()).sum(-1)
-    half_logdet_p = base.scale.log().expand(p.batch_shape + p.event_shape).sum(-1)
-    return _assemble(trace, q._mahalanobis(base.loc), q._half_log_det_covariance(), half_logdet_p, factor.n)
+    return _kl_diagonal_normal(p, diagonal_q, q._mahalanobis(p.base_dist.loc), q._half_log_det_covariance())
 
 
 @register_kl(MultivariateNormal, SparseMultivariateNormal)
 def kl_mvn_sparse(p: MultivariateNormal, q: SparseMultivariateNormal) -> torch.Tensor:
     """``KL(p ‖ q)`` for torch's dense ``MultivariateNormal`` ``p`` (small ``n``) and either form of ``q`` (exact)."""
-    if p.event_shape != q.event_shape:
-        raise ValueError(
-            f"p and q must have the same event shape, got {tuple(p.event_shape)} and {tuple(q.event_shape)}"
-        )
+    _check_event_shapes(p, q)
     factor = q._factor
     S = p._unbroadcasted_scale_tril
     batch = torch.broadcast_shapes(S.shape[:-2], factor.batch_shape)
@@ -128,21 +135,10 @@ def kl_mvn_sparse(p: MultivariateNormal, q: SparseMultivariateNormal) -> torch.T
 @register_kl(Independent, GMRF)
 def kl_independent_normal_gmrf(p: Independent, q: GMRF) -> torch.Tensor:
     """``KL(p ‖ q)`` for a diagonal normal ``p = Independent(Normal(m, s), 1)`` and a ``GMRF`` ``q`` (exact)."""
-    if not isinstance(p.base_dist, Normal) or p.reinterpreted_batch_ndims != 1:
-        raise NotImplementedError(
-            "KL(Independent || GMRF) is implemented for Independent(Normal, 1) only, got "
-            f"Independent({type(p.base_dist).__name__}, {p.reinterpreted_batch_ndims})"
-        )
-    if p.event_shape != q.event_shape:
-        raise ValueError(
-            f"p and q must have the same event shape, got {tuple(p.event_shape)} and {tuple(q.event_shape)}"
-        )
-    base = p.base_dist
-    n = q.event_shape[0]
-    trace = (_stored_diagonal(q.precision) * base.scale.square()).sum(-1)
-    half_logdet_p = base.scale.log().expand(p.batch_shape + p.event_shape).sum(-1)
-    mahalanobis = q._quadratic(base.loc)
-    return 0.5 * (trace + mahalanobis - n) - 0.5 * q._log_det_precision() - half_logdet_p
+    _check_diagonal_normal(p, "GMRF")
+    _check_event_shapes(p, q)
+    diagonal_q = _stored_diagonal(q.precision)
+    return _kl_diagonal_normal(p, diagonal_q, q._quadratic(p.base_dist.loc), -0.5 * q._log_det_precision())
 
 
 def _stored_diagonal(Q: torch.Tensor) -> torch.Tensor:
