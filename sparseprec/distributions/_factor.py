@@ -127,21 +127,20 @@ class TriangularFactor:
             return self.values.new_ones(self.batch_shape + (self.n,))
         return self.values.index_select(0, self.pattern.diagonal_positions()).reshape(self.batch_shape + (self.n,))
 
-    def dense(self) -> torch.Tensor:
-        """``L`` as a dense ``([b,] n, n)`` tensor (differentiable; small ``n`` only)."""
+    def _unit_columns(self) -> torch.Tensor:
+        """``e_j`` for every column ``j`` and batch element, ``(n, [b,] n)`` (row ``j`` holds ``e_j``)."""
         eye = torch.eye(self.n, dtype=self.values.dtype, device=self.values.device)
-        columns = eye.reshape((self.n,) + (1,) * len(self.batch_shape) + (self.n,)).expand(
+        return eye.reshape((self.n,) + (1,) * len(self.batch_shape) + (self.n,)).expand(
             (self.n,) + self.batch_shape + (self.n,)
         )
-        return self.matmul(columns).movedim(0, -1)  # [j, b, i] = L[b, i, j]
+
+    def dense(self) -> torch.Tensor:
+        """``L`` as a dense ``([b,] n, n)`` tensor (differentiable; small ``n`` only)."""
+        return self.matmul(self._unit_columns()).movedim(0, -1)  # [j, b, i] = L[b, i, j]
 
     def dense_inverse(self) -> torch.Tensor:
         """``L⁻¹`` as a dense ``([b,] n, n)`` tensor (differentiable; small ``n`` only)."""
-        eye = torch.eye(self.n, dtype=self.values.dtype, device=self.values.device)
-        columns = eye.reshape((self.n,) + (1,) * len(self.batch_shape) + (self.n,)).expand(
-            (self.n,) + self.batch_shape + (self.n,)
-        )
-        return self.solve(columns).movedim(0, -1)
+        return self.solve(self._unit_columns()).movedim(0, -1)
 
     # ---- the product L D Lᵀ ------------------------------------------------------------------------------------------
     def product(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

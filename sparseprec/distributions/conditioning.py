@@ -26,7 +26,7 @@ import torch
 
 from .._validation import check_sparse_matrix
 from ..ops import sparse_csr_tensor
-from ..ops._pattern import SparsePattern, pattern_of
+from ..ops._pattern import SparsePattern, _crow_from_sorted_rows, pattern_of
 from ._factor import _StoredValues
 from ._pairs import product_pattern
 
@@ -70,10 +70,7 @@ def _union(q_pattern: SparsePattern, a_pattern: SparsePattern, n: int) -> tuple[
         gram_keys = _gram_pattern(a_pattern, n)[3]
         q_keys = q_pattern.row.long() * n + q_pattern.col.long()
         keys, inverse = torch.unique(torch.cat([q_keys, gram_keys]), sorted=True, return_inverse=True)
-        rows = keys // n
-        crow = torch.zeros(n + 1, dtype=torch.int64, device=keys.device)
-        torch.cumsum(torch.bincount(rows, minlength=n), 0, out=crow[1:])
-        cached = (crow, keys % n, inverse, keys.numel())
+        cached = (_crow_from_sorted_rows(keys // n, n), keys % n, inverse, keys.numel())
         table[q_pattern] = cached
     return cached
 

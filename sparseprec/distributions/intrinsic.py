@@ -167,7 +167,7 @@ class IntrinsicGMRF(Distribution):
         if C.shape[0] == 0 or torch.linalg.matrix_rank(C.detach()) < C.shape[0]:
             raise ValueError(f"constraint_matrix must have full row rank k >= 1, got shape {tuple(C.shape)}")
         QC = sparse_mm(Q.detach(), C.detach().T.contiguous())
-        scale = float(Q.detach().to_sparse_coo().coalesce().values().abs().max()) * float(C.detach().abs().max())
+        scale = float(pattern_of(Q).kernel_values(Q.detach()).abs().max()) * float(C.detach().abs().max())
         if float(QC.abs().max()) > 1e-8 * max(scale, 1.0) * Q.shape[-1]:
             raise ValueError(
                 "the rows of constraint_matrix must span the null space of precision (Q Cᵀ = 0), but |Q Cᵀ| reaches "

@@ -13,6 +13,7 @@ from torch.distributions.utils import _standard_normal
 from .._validation import check_tensor
 from ..cholesky import diag_inverse
 from ..ops import sparse_coo_tensor, sparse_csr_tensor
+from ..ops._pattern import _crow_from_sorted_rows
 from ._checks import check_like as _check_like
 from ._checks import check_vector as _check_vector
 from ._factor import TriangularFactor
@@ -289,9 +290,7 @@ class SparseMultivariateNormal(Distribution):
         rows, cols = keys // N, keys % N
         if not batch:
             if factor.tensor.layout == torch.sparse_csr:
-                crow = torch.zeros(n + 1, dtype=torch.int64, device=keys.device)
-                torch.cumsum(torch.bincount(rows, minlength=n), 0, out=crow[1:])
-                return sparse_csr_tensor(crow, cols, values[:, 0], (n, n))
+                return sparse_csr_tensor(_crow_from_sorted_rows(rows, n), cols, values[:, 0], (n, n))
             return sparse_coo_tensor(torch.stack([rows, cols]), values[:, 0], (n, n), is_coalesced=True)
         # columns of `values` run over the batch dims before the factor's own (row-major), see TriangularFactor
         P, m = values.shape[1], keys.numel()
@@ -319,8 +318,7 @@ class SparseMultivariateNormal(Distribution):
         if self._form == "precision":
             return self._product_matrix()
         self._warn_dense("precision_matrix")
-        inverse = self._factor.dense_inverse()  # L̃⁻¹, ([b,] n, n)
-        Q = inverse.transpose(-1, -2) @ (inverse / self._diag.unsqueeze(-1))
+        Q = self._dense_inverse_gram()
         return Q.expand(self.batch_shape + self.event_shape + self.event_shape)
 
     @property
@@ -333,9 +331,13 @@ class SparseMultivariateNormal(Distribution):
             L = self._factor.dense()
             S = (L * self._diag.unsqueeze(-2)) @ L.transpose(-1, -2)
         else:
-            inverse = self._factor.dense_inverse()
-            S = inverse.transpose(-1, -2) @ (inverse / self._diag.unsqueeze(-1))
+            S = self._dense_inverse_gram()
         return S.expand(self.batch_shape + self.event_shape + self.event_shape)
+
+    def _dense_inverse_gram(self) -> torch.Tensor:
+        r""":math:`\tilde L^{-\top} D^{-1} \tilde L^{-1}`, dense: Σ (precision forms), Q (scale forms)."""
+        inverse = self._factor.dense_inverse()
+        return inverse.transpose(-1, -2) @ (inverse / self._diag.unsqueeze(-1))
 
     def covariance_sparse(self) -> torch.Tensor:
         r"""Scale forms only: the sparse covariance :math:`\tilde L D \tilde L^\top` (as :attr:`precision_matrix`)."""

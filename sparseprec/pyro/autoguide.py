@@ -19,6 +19,8 @@ precision parameter and the field it scales).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyro.distributions as dist
 import torch
@@ -138,7 +140,12 @@ class AutoSparseMultivariateNormal(AutoContinuous):
         try:
             with poutine.block():  # the model runs again here: keep its sites out of any enclosing trace
                 dependencies = get_dependencies(self.model, args, kwargs)["prior_dependencies"]
-        except Exception:  # noqa: BLE001 - a model get_dependencies cannot trace still gets its GMRF patterns
+        except Exception as error:  # noqa: BLE001 - a model get_dependencies cannot trace still gets its GMRF patterns
+            warnings.warn(
+                f"pyro.infer.inspect.get_dependencies failed on the model ({type(error).__name__}: {error}); the "
+                "guide's pattern holds the sparse priors' precision patterns only",
+                stacklevel=3,
+            )
             dependencies = {}
         for name, parents in dependencies.items():
             for parent in parents:

@@ -10,19 +10,10 @@ import scipy.sparse.csgraph as csgraph
 import torch
 
 from ..cholesky import cholesky, diag_inverse
-from .adjacency import as_scipy_adjacency
+from .adjacency import _to_torch, as_scipy_adjacency
 from .laplacian import _laplacian_scipy
 
 __all__ = ["bym2_scaling", "constrained_icar_variances"]
-
-
-def _tensor_csr(A: sp.spmatrix) -> torch.Tensor:
-    A = sp.csr_matrix(A)
-    A.sort_indices()
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(A.indptr.astype(np.int64)), torch.from_numpy(A.indices.astype(np.int64)),
-        torch.from_numpy(A.data.astype(np.float64)), A.shape,
-    )  # fmt: skip
 
 
 def _component_variances(L: sp.csr_matrix) -> np.ndarray:
@@ -34,7 +25,7 @@ def _component_variances(L: sp.csr_matrix) -> np.ndarray:
     ``Σ_ii = (Σ₀)_ii − 2 (Σ₀ 1)_i / m + 1ᵀ Σ₀ 1 / m²``: one sparse Cholesky, its selected inverse and one solve.
     """
     m = L.shape[0]
-    grounded = _tensor_csr(L[1:, 1:])
+    grounded = _to_torch(L[1:, 1:])
     factor = cholesky(grounded)
     s0 = np.zeros(m)
     s0[1:] = diag_inverse(factor).numpy()
