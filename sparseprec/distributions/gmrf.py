@@ -333,7 +333,9 @@ class GMRF(Distribution):
         fitted = sparse_mm(obs_matrix, x.reshape(-1, n).transpose(0, 1)).transpose(0, 1).reshape(x.shape[:-1] + (m,))
         r = y - fitted
         log_likelihood = -0.5 * (w * r.square()).sum(-1) + 0.5 * w.log().sum() - 0.5 * m * _LOG_2PI
-        return log_likelihood + self.log_prob(x) - posterior.log_prob(x)
+        # log p(x* | y) at the posterior's own mean: its quadratic form is zero
+        log_posterior = 0.5 * posterior._log_det_precision() - 0.5 * n * _LOG_2PI
+        return log_likelihood + self.log_prob(x) - log_posterior
 
     def __repr__(self) -> str:
         nnz = self.precision._nnz() if self.precision.layout == torch.sparse_coo else self.precision.values().numel()

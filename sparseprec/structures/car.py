@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._assemble import Pattern, as_parameter
+from ._assemble import as_parameter
 from .adjacency import as_scipy_adjacency
 from .laplacian import _laplacian_pattern
 
@@ -67,15 +67,13 @@ def car(
         raise ValueError(f"rho must satisfy |rho| < 1 for a proper CAR, got {float(rho)}")
     if not bool(tau.detach() > 0):
         raise ValueError(f"tau must be positive, got {float(tau)}")
-    degree = np.asarray(W.sum(1)).ravel()
+    pattern, laplacian = _laplacian_pattern(W)  # values: the degrees (diagonal first), then −1 per edge entry
+    n = W.shape[0]
+    degree = laplacian[:n]
     if (degree == 0).any():
         raise ValueError(
             f"a proper CAR needs every node to have a neighbour; node {int(np.flatnonzero(degree == 0)[0])} has none "
             "(model islands separately)"
         )
-    n = W.shape[0]
-    coo = W.tocoo()
-    pattern = Pattern(np.concatenate([np.arange(n), coo.row]), np.concatenate([np.arange(n), coo.col]), n)
-    degree_t = torch.from_numpy(degree).to(device=rho.device, dtype=rho.dtype)
-    values = torch.cat([tau * degree_t, (-tau * rho).expand(coo.nnz)])
-    return pattern.matrix(values)
+    base = torch.from_numpy(laplacian).to(rho)
+    return pattern.matrix(tau * torch.cat([base[:n], rho * base[n:]]))
