@@ -34,7 +34,17 @@ __all__ = ["posterior_precision", "noise_weights"]
 
 
 def noise_weights(noise_precision: float | torch.Tensor, m: int, like: torch.Tensor) -> torch.Tensor:
-    """The diagonal ``w`` of ``R`` as an ``(m,)`` tensor from a positive scalar or an ``(m,)`` tensor."""
+    """The diagonal ``w`` of ``R`` as an ``(m,)`` tensor from a positive scalar or an ``(m,)`` tensor.
+
+    Raises ``NotImplementedError`` for a sparse ``R``, ``ValueError`` for other shapes or non-positive values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.distributions.conditioning import noise_weights
+    >>> noise_weights(4.0, 3, torch.zeros(1, dtype=torch.float64))
+    tensor([4., 4., 4.], dtype=torch.float64)
+    """
     if isinstance(noise_precision, torch.Tensor):
         if noise_precision.layout != torch.strided:
             raise NotImplementedError(

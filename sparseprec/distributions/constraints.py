@@ -54,6 +54,14 @@ class SparseLowerCholesky(constraints.Constraint):
 
     Cost: the pattern is checked once per sparsity pattern; the values by one reduction over the stored entries and
     one over the diagonal (the per-entry checks run only when these find a problem, to say which matrix has it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.distributions.constraints import sparse_lower_cholesky
+    >>> L = torch.tensor([[[1.0, 0.0], [2.0, 3.0]], [[1.0, 0.0], [2.0, -3.0]]]).to_sparse_csr()
+    >>> sparse_lower_cholesky.check(L)  # one flag per matrix: the second has a negative diagonal entry
+    tensor([ True, False])
     """
 
     event_dim = 2

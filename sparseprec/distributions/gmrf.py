@@ -324,6 +324,16 @@ class GMRF(Distribution):
         :math:`x^*` (the identity holds for every :math:`x`; see :mod:`sparseprec.distributions.conditioning`): two
         sparse log-determinants (:math:`Q`, :math:`Q_{post}`), one solve. Shape: the broadcast of ``loc``'s and
         ``y``'s batch shapes. Arguments as in :meth:`condition`.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sparseprec.distributions import GMRF
+        >>> prior = GMRF(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64).to_sparse_csr())
+        >>> A = torch.eye(2, dtype=torch.float64).to_sparse_csr()
+        >>> # y ~ N(0, 2 I): log p(0) = −log(2π) − log 2
+        >>> prior.log_marginal_likelihood(A, torch.zeros(2, dtype=torch.float64), 1.0)
+        tensor(-2.5310, dtype=torch.float64)
         """
         posterior = self.condition(obs_matrix, y, noise_precision, solver=solver)
         x = posterior.loc

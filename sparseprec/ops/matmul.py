@@ -102,6 +102,9 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> t
     >>> C.sum().backward()
     >>> A.grad.values()  # one gradient per stored entry: B_j summed over columns
     tensor([1., 1., 2.])
+    >>> sparse_mm(A.detach(), B, transpose=True)  # Aᵀ B
+    tensor([[4.],
+            [6.]])
     """
     ops = operands(A, B, square=False, allow_vector=True, transpose=bool(transpose))
     return _SparseMM.apply(A, B, bool(transpose), ops, pattern_of(A))
