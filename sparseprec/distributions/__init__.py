@@ -8,6 +8,7 @@ from . import constraints, kl
 from .gmrf import CAR, GMRF
 from .intrinsic import ICAR, IntrinsicGMRF
 from .sparse_mvn import DENSE_WARNING_SIZE, SparseMultivariateNormal
+from .subspace import AffineSubspace, AffineSubspaceTransform
 
 __all__ = [
     "SparseMultivariateNormal",
@@ -15,6 +16,8 @@ __all__ = [
     "CAR",
     "IntrinsicGMRF",
     "ICAR",
+    "AffineSubspace",
+    "AffineSubspaceTransform",
     "DENSE_WARNING_SIZE",
     "constraints",
     "kl",

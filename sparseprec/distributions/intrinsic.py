@@ -48,6 +48,7 @@ from ..structures import icar
 from ._checks import check_like, check_vector
 from ._factor import _StoredValues
 from ._precision import quadratic_form, sample_with_factor
+from .subspace import AffineSubspace
 
 __all__ = ["IntrinsicGMRF", "ICAR", "component_constraints"]
 
@@ -106,7 +107,6 @@ class IntrinsicGMRF(Distribution):
     (True, torch.Size([2]))
     """
 
-    support = constraints.real_vector
     has_rsample = True
     arg_constraints = {"loc": constraints.real_vector}
 
@@ -210,6 +210,11 @@ class IntrinsicGMRF(Distribution):
         return self._factor
 
     @property
+    def support(self) -> AffineSubspace:
+        """The affine subspace ``{x : C x = e}``; ``biject_to(support)`` maps ``R^{n−k}`` onto it (Pyro, NUTS)."""
+        return AffineSubspace(self.constraint_matrix, self.constraint_value, self._pinned)
+
+    @property
     def rank(self) -> int:
         """``n − k``: the dimension of the constrained subspace."""
         return self.event_shape[0] - self.constraint_matrix.shape[0]
@@ -248,7 +253,8 @@ class IntrinsicGMRF(Distribution):
         return x - torch.linalg.solve(C @ C.T, gap.unsqueeze(-1)).squeeze(-1) @ C
 
     def _validate_sample(self, value: torch.Tensor) -> None:
-        super()._validate_sample(value)
+        if not isinstance(value, torch.Tensor) or value.shape[-1:] != self.event_shape:
+            super()._validate_sample(value)  # torch's message for a wrong type or shape
         gap = (value @ self.constraint_matrix.T - self.constraint_value).detach().abs()
         scale = 1.0 + float(value.detach().abs().max()) * float(self.constraint_matrix.abs().sum(-1).max())
         if bool((gap > 1e-6 * scale).any()):
@@ -256,6 +262,7 @@ class IntrinsicGMRF(Distribution):
                 f"value does not satisfy the constraint C x = e of the IntrinsicGMRF: |C x − e| reaches "
                 f"{float(gap.max()):.3g}"
             )
+        super()._validate_sample(value)
 
     # ---- torch.distributions API ------------------------------------------------------------------------------------
     @property

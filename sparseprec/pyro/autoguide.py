@@ -11,8 +11,9 @@ softplus, initialised to ``1 / init_scale²``). Memory and time per step are O(n
 The pattern of ``L`` is given (``pattern=``: a sparse ``(latent_dim, latent_dim)`` tensor or a ``(2, m)`` index
 tensor; only entries below the diagonal are used) or derived from the model: the strictly lower pattern of the
 precision of every latent site whose prior is a sparse Gaussian of sparseprec (``GMRF``, ``CAR``,
-``SparseMultivariateNormal``, intrinsic models: their precision's pattern), placed at that site's position in the
-latent vector, plus dense blocks between sites that depend on each other in the prior
+``SparseMultivariateNormal``: their precision's pattern; intrinsic models ``ICAR``/``IntrinsicGMRF``: the pattern of
+the pinned precision of their ``n − k`` free coordinates, see :mod:`sparseprec.distributions.subspace`), placed at
+that site's position in the latent vector, plus dense blocks between sites that depend on each other in the prior
 (``pyro.infer.inspect.get_dependencies``) when one of the two has at most ``max_dense_block`` entries (e.g. a
 precision parameter and the field it scales).
 """
@@ -223,7 +224,9 @@ def _sparse_precision(fn) -> torch.Tensor | None:
     """The sparse precision of a sparseprec distribution (possibly wrapped by Pyro), else ``None``."""
     while hasattr(fn, "base_dist") and not isinstance(fn, core.SparseMultivariateNormal | core.GMRF):
         fn = fn.base_dist
-    if isinstance(fn, core.GMRF | core.IntrinsicGMRF):
+    if isinstance(fn, core.IntrinsicGMRF):  # its unconstrained coordinates are the unpinned nodes (AffineSubspace)
+        return fn._reduced.detach()
+    if isinstance(fn, core.GMRF):
         return fn.precision
     if isinstance(fn, core.SparseMultivariateNormal) and fn.parameterization.startswith("precision"):
         return fn.precision_matrix.detach()
