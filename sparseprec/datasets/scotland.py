@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..structures import adjacency_from_pairs
+from .shapes import read_dbf, read_polygons
 
 __all__ = ["LipCancerData", "load_scotland_lip_cancer"]
 
@@ -50,6 +52,32 @@ class LipCancerData:
     @property
     def num_districts(self) -> int:
         return self.observed.numel()
+
+    def _shape_rows(self) -> tuple[list[dict[str, str]], list[int]]:
+        rows = read_dbf(self.shapefile.with_suffix(".dbf"))
+        order = [int(row["District"]) - 1 for row in rows]
+        if sorted(order) != list(range(self.num_districts)):
+            raise RuntimeError("the shipped scotland.dbf does not number the districts 1..56: package data damaged")
+        return rows, order
+
+    def district_names(self) -> list[str]:
+        """The district names, in district order (from the shapefile's table)."""
+        rows, order = self._shape_rows()
+        names = [""] * self.num_districts
+        for row, district in zip(rows, order, strict=True):
+            names[district] = row["NAME"]
+        return names
+
+    def district_polygons(self) -> list[list[np.ndarray]]:
+        """The rings of every district's polygon, in district order.
+
+        ``(m, 2)`` arrays of British National Grid coordinates (metres).
+        """
+        _, order = self._shape_rows()
+        polygons: list[list[np.ndarray]] = [[] for _ in range(self.num_districts)]
+        for rings, district in zip(read_polygons(self.shapefile), order, strict=True):
+            polygons[district] = rings
+        return polygons
 
 
 def _rows(name: str) -> list[dict[str, str]]:

@@ -176,10 +176,20 @@ class IntrinsicGMRF(Distribution):
         return C
 
     def _setup_pinning(self) -> None:
-        """Choose the pinned nodes ``S`` (pivoted QR of ``C``) and build the pinned precision ``Q_{S̄S̄}``."""
+        """Choose the pinned nodes ``S`` and build the pinned precision ``Q_{S̄S̄}``.
+
+        ``S`` comes from a pivoted QR of ``C`` with each column weighted by its node's number of neighbours in ``Q``'s
+        graph: ``C[:, S]`` is well conditioned and, for sum-to-zero constraints, ``S`` is the best-connected node of
+        each component. That choice matters for guides over the free coordinates (``AffineSubspaceTransform``): the
+        pinned node's value is a combination of all the others (minus their mean, for sum-to-zero), which a sparse
+        guide represents least well; a well-connected node is the one its neighbours determine best. (BYM2 on the
+        Scottish lip cancer data: pinning the most-connected district instead of district 0 moved district 0's
+        relative risk under the sparse guide from 3.40 to 4.65, NUTS: 4.51.)
+        """
         C = self.constraint_matrix.detach().cpu().numpy()
         k, n = C.shape
-        _, _, pivots = scipy.linalg.qr(C, pivoting=True, mode="economic")
+        degree = np.diff(pattern_of(self.precision).crow.long().cpu().numpy()).astype(np.float64)  # neighbours + 1
+        _, _, pivots = scipy.linalg.qr(C * degree[None, :], pivoting=True, mode="economic")
         pinned = np.sort(pivots[:k])
         keep = np.setdiff1d(np.arange(n), pinned)
         device = self.precision.device

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from sparseprec.datasets import load_scotland_lip_cancer
@@ -41,3 +43,33 @@ def test_the_graph_feeds_the_icar_and_bym2_scaling():
     torch.testing.assert_close(icar.variance.log().mean(), torch.zeros((), dtype=torch.float64))
     per_node = bym2_scaling(load_scotland_lip_cancer(islands=True).adjacency, per_node=True)
     assert per_node[[5, 7, 10]].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_district_polygons_and_names_follow_the_district_order(tmp_path):
+    from sparseprec.datasets import read_dbf, read_polygons
+
+    data = load_scotland_lip_cancer()
+    table = read_dbf(data.shapefile.with_suffix(".dbf"))
+    # the shapefile's own attribute table agrees with districts.csv, district by district
+    for row in table:
+        district = int(row["District"]) - 1
+        assert int(row["Observed"]) == int(data.observed[district])
+        assert float(row["Expected"]) == pytest.approx(float(data.expected[district]))
+    names = data.district_names()
+    assert names[0] == "Skye-Lochalsh" and len(set(names)) == 56
+    polygons = data.district_polygons()
+    assert len(polygons) == 56 and all(len(rings) >= 1 for rings in polygons)
+    for rings in polygons:
+        for ring in rings:
+            assert ring.shape[1] == 2 and ring.shape[0] >= 4
+            assert np.allclose(ring[0], ring[-1])  # rings are closed
+    # neighbours touch: the closest vertices of two adjacent mainland districts are within 2 km
+    a, b = (int(v) for v in data.pairs[0])
+    pa, pb = np.concatenate(polygons[a]), np.concatenate(polygons[b])
+    closest = np.sqrt(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1)).min()
+    assert closest < 2000.0
+    assert len(read_polygons(data.shapefile)) == 56
+    bad = tmp_path / "not_a_shapefile.shp"
+    bad.write_bytes(b"\0" * 120)
+    with pytest.raises(ValueError, match="path must be an ESRI shapefile"):
+        read_polygons(bad)

@@ -61,18 +61,12 @@ def test_pattern_is_derived_from_the_gmrf_prior_and_dependencies():
     assert guide.factor_values.numel() == 30  # the tau–x block (tau has one entry)
 
 
-def test_the_exact_posterior_is_in_the_family_and_gives_the_evidence():
+def test_the_exact_posterior_is_in_the_family_and_gives_the_evidence(set_guide_posterior):
     model, posterior, log_evidence = _conjugate()
     guide = sp.AutoSparseMultivariateNormal(model)
     guide()
-    # the exact posterior precision is tridiagonal: its LDLᵀ factor is unit bidiagonal, the guide's pattern
-    C = torch.linalg.cholesky(posterior.precision_matrix.detach().to_dense())
-    unit = C / C.diagonal()
-    d = C.diagonal().square()
-    with torch.no_grad():
-        guide.loc.copy_(posterior.loc)
-        guide.factor_values.copy_(unit[guide._crow.new_tensor(range(1, 12)), guide._col])
-        guide.precision_raw.copy_(d + torch.log(-torch.expm1(-d)))
+    # the exact posterior precision is tridiagonal: its factor (I + L)ᵀ D (I + L) has L on the subdiagonal, the pattern
+    set_guide_posterior(guide, posterior.loc, posterior.precision_matrix.detach().to_dense())
     loss = Trace_ELBO(num_particles=4).loss(model, guide)
     assert loss == pytest.approx(-float(log_evidence), rel=1e-10)
     with torch.no_grad():
@@ -150,3 +144,50 @@ def test_a_model_without_sparse_priors_gets_a_diagonal_guide():
     assert guide.factor_values.numel() == 0
     # exact posterior: N(1/2, 1/2) per coordinate
     torch.testing.assert_close(guide.median()["x"], torch.full((4,), 0.5, dtype=F64), atol=0.06, rtol=0)
+
+
+def test_a_global_before_a_field_gives_the_arrow_shaped_exact_posterior(set_guide_posterior):
+    """m ~ N(0, 1), x ~ GMRF(m 1, Q_AR1), y ~ N(x, σ²): the posterior precision over (m, x) is an arrow (dense first
+    row, tridiagonal rest); regressing each coordinate on the earlier ones represents it without fill, so the exact
+    posterior is in the derived family and the ELBO there equals log p(y) = log N(y; 0, σ²I + Q⁻¹ + 11ᵀ)."""
+    n, noise = 10, 0.5
+    Q = ar1(n, 0.7, 2.0).detach()
+    y = torch.randn(n, generator=torch.Generator().manual_seed(5), dtype=F64)
+
+    def model():
+        m = pyro.sample("m", dist.Normal(torch.tensor(0.0, dtype=F64), 1.0))
+        x = pyro.sample("x", sp.GMRF(m.unsqueeze(-1) * torch.ones(n, dtype=F64), Q))
+        pyro.sample("y", dist.Normal(x, noise).to_event(1), obs=y)
+
+    guide = sp.AutoSparseMultivariateNormal(model)
+    guide()
+    assert guide.factor_values.numel() == n + (n - 1)  # the m–x row and the chain
+    Qd = Q.to_dense()
+    one = torch.ones(n, dtype=F64)
+    P = torch.zeros(n + 1, n + 1, dtype=F64)  # precision of (m, x): prior m, x | m, likelihood
+    P[0, 0] = 1 + one @ Qd @ one
+    P[0, 1:] = P[1:, 0] = -(Qd @ one)
+    P[1:, 1:] = Qd + torch.eye(n, dtype=F64) / noise**2
+    mean = torch.linalg.solve(P, torch.cat([torch.zeros(1, dtype=F64), y / noise**2]))
+    set_guide_posterior(guide, mean, P)
+    evidence = dist.MultivariateNormal(
+        torch.zeros(n, dtype=F64),
+        noise**2 * torch.eye(n, dtype=F64) + torch.linalg.inv(Qd) + torch.ones(n, n, dtype=F64),
+    )
+    loss = Trace_ELBO(num_particles=4, vectorize_particles=True).loss(model, guide)
+    assert loss == pytest.approx(-float(evidence.log_prob(y)), rel=1e-9)
+
+
+def test_equally_shaped_co_parents_are_coupled_elementwise():
+    """Two 20-element effects summed in one likelihood: each pair of same-element coordinates is coupled."""
+    n = 20
+
+    def model():
+        a = pyro.sample("a", dist.Normal(torch.zeros(n, dtype=F64), 1.0).to_event(1))
+        b = pyro.sample("b", dist.LogNormal(torch.zeros(n, dtype=F64), 1.0).to_event(1))
+        pyro.sample("y", dist.Normal(a + b, 1.0).to_event(1), obs=torch.zeros(n, dtype=F64))
+
+    guide = sp.AutoSparseMultivariateNormal(model)
+    guide()
+    rows, cols = guide.factor_pattern
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == [(n + i, i) for i in range(n)]
