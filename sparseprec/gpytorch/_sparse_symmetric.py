@@ -1,0 +1,161 @@
+"""Shared storage of the sparse-precision LinearOperators: stored values (batched) on one fixed symmetric pattern.
+
+The values are the operator's only tensor argument (``(*batch, nnz)``, differentiable); the pattern is a
+:class:`SymmetricPattern`, a plain Python object (non-tensor state), so linear_operator's batching machinery
+(``expand``, ``unsqueeze``, batch indexing, ``to``/``double``, pickling) handles the values and carries the pattern
+along unchanged. Both triangles are stored: gradients w.r.t. the values are those of independent entries, so tied
+values ``Q_ij = Q_ji = θ`` (a symmetric parameterisation) receive the sum of the two.
+"""
+
+from __future__ import annotations
+
+import torch
+from linear_operator.operators import LinearOperator
+
+from .._validation import check_sparse_matrix
+from ..cholesky import CholeskyFactor, cholesky
+from ..cholesky._structure import check_symmetric_input, lower_structure, lower_values
+from ..ops import sparse_csr_tensor
+
+__all__ = ["SymmetricPattern"]
+
+
+class SymmetricPattern:
+    """The CSR pattern ``(crow, col)`` of a symmetric ``n × n`` sparse matrix (both triangles, diagonal stored)."""
+
+    def __init__(self, crow: torch.Tensor, col: torch.Tensor, n: int):
+        self.crow, self.col, self.n = crow.long().cpu(), col.long().cpu(), int(n)
+        rows = torch.repeat_interleave(torch.arange(self.n), self.crow.diff())
+        diagonal = (rows == self.col).nonzero().squeeze(-1)
+        if diagonal.numel() != self.n:
+            raise ValueError(f"the pattern of a precision must store its whole diagonal, found {diagonal.numel()} of "
+                             f"{self.n} diagonal entries")  # fmt: skip
+        self.diagonal_positions = diagonal
+
+    @property
+    def nnz(self) -> int:
+        return self.col.numel()
+
+    def matrix(self, values: torch.Tensor) -> torch.Tensor:
+        """The CSR tensor of one ``(nnz,)`` values vector (differentiable in it)."""
+        device = values.device
+        return sparse_csr_tensor(self.crow.to(device), self.col.to(device), values, (self.n, self.n))
+
+    def dense(self, values: torch.Tensor) -> torch.Tensor:
+        """``(*batch, n, n)`` dense matrices (differentiable in the values)."""
+        rows = torch.repeat_interleave(torch.arange(self.n, device=values.device), self.crow.diff().to(values.device))
+        flat = rows * self.n + self.col.to(values.device)
+        out = values.new_zeros(values.shape[:-1] + (self.n * self.n,))
+        out = out.index_add(-1, flat, values)
+        return out.reshape(values.shape[:-1] + (self.n, self.n))
+
+    def __getstate__(self) -> dict:
+        return {"crow": self.crow, "col": self.col, "n": self.n, "diagonal_positions": self.diagonal_positions}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def from_sparse(Q: torch.Tensor, name: str = "Q") -> tuple[torch.Tensor, SymmetricPattern]:
+    """Values and pattern of a sparse symmetric ``(n, n)`` COO/CSR tensor (checked: square, symmetric, diagonal)."""
+    Q = check_sparse_matrix(Q, name, square=True)
+    if Q.dim() != 2:
+        raise ValueError(f"{name} must be one (n, n) sparse matrix (batch the operator with .expand), got shape "
+                         f"{tuple(Q.shape)}")  # fmt: skip
+    Q = check_symmetric_input(Q, "full")
+    p, structure = lower_structure(Q, "full")  # symmetric pattern, whole diagonal
+    lower_values(Q, p, structure)  # finite, symmetric values
+    values = p.kernel_values(Q)
+    return values, SymmetricPattern(p.crow, p.col, Q.shape[-1])
+
+
+def entry_rows(pattern: SymmetricPattern, device: torch.device) -> torch.Tensor:
+    return torch.repeat_interleave(torch.arange(pattern.n, device=device), pattern.crow.diff().to(device))
+
+
+class InverseMatmul(torch.autograd.Function):
+    """``X = Q⁻¹ B`` (or ``Q⁻ᵀ B``) with the gradient of independent stored entries: ``−(Λ Xᵀ)_ij`` (``−(X Λᵀ)_ij``
+    transposed), ``Λ = Q⁻¹ G``, read at the stored ``(i, j)`` — the derivative a dense ``torch.linalg.solve`` gives."""
+
+    @staticmethod
+    def forward(ctx, values, B, pattern, factor, transposed):
+        X = factor.solve(B)
+        ctx.pattern, ctx.factor, ctx.transposed = pattern, factor, transposed
+        ctx.save_for_backward(X)
+        return X
+
+    @staticmethod
+    def backward(ctx, G):
+        (X,) = ctx.saved_tensors
+        Lam = ctx.factor.solve(G.contiguous())
+        grad_values = None
+        if ctx.needs_input_grad[0]:
+            rows, cols = entry_rows(ctx.pattern, X.device), ctx.pattern.col.to(X.device)
+            U, V = (X, Lam) if ctx.transposed else (Lam, X)
+            grad_values = -(U[rows] * V[cols]).sum(-1)
+        return grad_values, Lam, None, None, None
+
+
+class SparseSymmetricOperator(LinearOperator):
+    """Base of the two operators: values ``(*batch, nnz)`` on a :class:`SymmetricPattern` (see the module)."""
+
+    def __init__(self, values: torch.Tensor, pattern: SymmetricPattern, transposed: bool = False):
+        if not isinstance(pattern, SymmetricPattern):
+            raise TypeError(f"pattern must be a SymmetricPattern, got {type(pattern).__name__}")
+        if not isinstance(values, torch.Tensor) or values.dim() < 1 or values.shape[-1] != pattern.nnz:
+            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise ValueError(f"values must have shape (..., {pattern.nnz}) (one per stored entry), got {shape}")
+        super().__init__(values, pattern=pattern, transposed=transposed)
+        # ``transposed`` changes no value (the matrix is symmetric), only which entry a gradient is read at: each
+        # stored value is an independent parameter, so d(Qᵀx)/dQ_ij is the transpose of d(Qx)/dQ_ij
+        self.values, self.pattern, self.transposed = values, pattern, bool(transposed)
+        self._factors: dict[int, CholeskyFactor] = {}
+
+    # ---- helpers --------------------------------------------------------------------------------------------------
+    def _flat_values(self) -> torch.Tensor:
+        return self.values.reshape(-1, self.pattern.nnz)
+
+    def _matrices(self) -> list[torch.Tensor]:
+        return [self.pattern.matrix(v) for v in self._flat_values().unbind(0)]
+
+    def _factor(self, b: int) -> CholeskyFactor:
+        """The sparse Cholesky factor of batch element ``b`` of ``Q`` (computed once per operator)."""
+        if b not in self._factors:
+            self._factors[b] = cholesky(self.pattern.matrix(self._flat_values()[b].detach()))
+        return self._factors[b]
+
+    def _per_batch(self, rhs: torch.Tensor, fn) -> torch.Tensor:
+        """Apply ``fn(b, Q_b, rhs_b)`` (``rhs_b``: ``(n, k)``) over the broadcast batch; result ``(*batch, n, k)``."""
+        batch = torch.broadcast_shapes(self.batch_shape, rhs.shape[:-2])
+        values = self.values.expand(batch + (self.pattern.nnz,)).reshape(-1, self.pattern.nnz)
+        rhs_flat = rhs.expand(batch + rhs.shape[-2:]).reshape(-1, *rhs.shape[-2:])
+        own = torch.arange(max(self.batch_shape.numel(), 1)).reshape(self.batch_shape or (1,))
+        index = (
+            own.expand(batch).reshape(-1) if len(self.batch_shape) else torch.zeros(values.shape[0], dtype=torch.long)
+        )
+        out = [fn(int(index[i]), self.pattern.matrix(values[i]), rhs_flat[i]) for i in range(values.shape[0])]
+        return torch.stack(out).reshape(batch + out[0].shape[-2:])
+
+    # ---- LinearOperator API -----------------------------------------------------------------------------------------
+    def _size(self) -> torch.Size:
+        return torch.Size(self.values.shape[:-1] + (self.pattern.n, self.pattern.n))
+
+    def _with_values(self, values: torch.Tensor, transposed: bool | None = None) -> LinearOperator:
+        return self.__class__(values, self.pattern, self.transposed if transposed is None else transposed)
+
+    def _transpose_nonbatch(self) -> LinearOperator:
+        return self._with_values(self.values, not self.transposed)
+
+    def _expand_batch(self, batch_shape: torch.Size) -> LinearOperator:
+        return self._with_values(self.values.expand(*batch_shape, self.pattern.nnz))
+
+    def _permute_batch(self, *dims: int) -> LinearOperator:
+        return self._with_values(self.values.permute(*dims, len(dims)))
+
+    def _unsqueeze_batch(self, dim: int) -> LinearOperator:
+        return self._with_values(self.values.unsqueeze(dim))
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_factors"] = {}
+        return state
