@@ -4,10 +4,24 @@
   log-determinants by sparse Cholesky).
 - :class:`PrecisionInverseLinearOperator`: the covariance ``Q⁻¹`` of a sparse precision, usable as the covariance of
   ``gpytorch.distributions.MultivariateNormal``.
+- :class:`SparsePrecisionGaussianLikelihood`: correlated Gaussian noise ``N(0, Q⁻¹)`` with a learnable sparse
+  precision, for ``ExactGP`` (exact marginal likelihood through :class:`KernelPlusPrecisionInverse`) and variational
+  GPs.
 """
 
 from ._sparse_symmetric import SymmetricPattern
+from .kernel_plus_noise import KernelPlusPrecisionInverse
+from .likelihood import CorrelatedNoiseNormal, SparsePrecisionGaussianLikelihood
+from .noise import SparsePrecisionNoise
 from .precision_inverse import PrecisionInverseLinearOperator
 from .sparse_precision import SparsePrecisionLinearOperator
 
-__all__ = ["SparsePrecisionLinearOperator", "PrecisionInverseLinearOperator", "SymmetricPattern"]
+__all__ = [
+    "SparsePrecisionLinearOperator",
+    "PrecisionInverseLinearOperator",
+    "KernelPlusPrecisionInverse",
+    "SparsePrecisionNoise",
+    "SparsePrecisionGaussianLikelihood",
+    "CorrelatedNoiseNormal",
+    "SymmetricPattern",
+]

@@ -126,6 +126,10 @@ class SparseSymmetricOperator(LinearOperator):
 
     def _per_batch(self, rhs: torch.Tensor, fn) -> torch.Tensor:
         """Apply ``fn(b, Q_b, rhs_b)`` (``rhs_b``: ``(n, k)``) over the broadcast batch; result ``(*batch, n, k)``."""
+        if len(self.batch_shape) == 0 and rhs.dim() > 2:  # one matrix: all right-hand sides as columns of one call
+            n, k = rhs.shape[-2:]
+            columns = rhs.movedim(-2, 0).reshape(n, -1)
+            return fn(0, self.pattern.matrix(self.values), columns).reshape(n, *rhs.shape[:-2], k).movedim(0, -2)
         batch = torch.broadcast_shapes(self.batch_shape, rhs.shape[:-2])
         values = self.values.expand(batch + (self.pattern.nnz,)).reshape(-1, self.pattern.nnz)
         rhs_flat = rhs.expand(batch + rhs.shape[-2:]).reshape(-1, *rhs.shape[-2:])

@@ -1,0 +1,88 @@
+r"""``SparsePrecisionNoise``: a GPyTorch noise model whose covariance is :math:`\Sigma = Q^{-1}` with a sparse,
+parameterised precision on the training points.
+
+:math:`Q = \tau\,(\kappa^2 I + G)` for a fixed sparse structure ``G`` (e.g. the grid Laplacian of an image, so the
+noise is a spatially correlated GMRF; ``kappa2=None`` drops the :math:`\kappa^2 I` term, for a ``G`` that is already
+positive definite). :math:`\tau > 0` and :math:`\kappa^2 > 0` are learnable through GPyTorch's positive constraints
+(``raw_tau``, ``raw_kappa2``; priors attach as for any GPyTorch hyper-parameter). ``forward`` returns a
+:class:`PrecisionInverseLinearOperator`, differentiable in both.
+"""
+
+from __future__ import annotations
+
+import torch
+from gpytorch.constraints import Positive
+from gpytorch.likelihoods.noise_models import Noise
+
+from ._sparse_symmetric import from_sparse
+from .precision_inverse import PrecisionInverseLinearOperator
+
+__all__ = ["SparsePrecisionNoise"]
+
+
+class SparsePrecisionNoise(Noise):
+    """Noise covariance ``(τ (κ² I + G))⁻¹`` on ``n`` fixed points (see the module).
+
+    Parameters
+    ----------
+    structure : torch.Tensor
+        ``G``: sparse symmetric ``(n, n)`` COO/CSR, positive semi-definite, storing its diagonal.
+    tau : float
+        Initial precision scale ``τ``.
+    kappa2 : float or None
+        Initial ``κ²`` (learnable); ``None``: ``Q = τ G`` (``G`` must then be positive definite).
+    """
+
+    def __init__(self, structure: torch.Tensor, tau: float = 1.0, kappa2: float | None = 1.0):
+        super().__init__()
+        values, self.pattern = from_sparse(structure, "structure")
+        self.register_buffer("structure_values", values.detach().clone())
+        self.register_parameter("raw_tau", torch.nn.Parameter(torch.zeros((), dtype=values.dtype)))
+        self.register_constraint("raw_tau", Positive())
+        self.tau = tau
+        self.has_kappa2 = kappa2 is not None
+        if self.has_kappa2:
+            self.register_parameter("raw_kappa2", torch.nn.Parameter(torch.zeros((), dtype=values.dtype)))
+            self.register_constraint("raw_kappa2", Positive())
+            self.kappa2 = kappa2
+
+    @property
+    def num_points(self) -> int:
+        return self.pattern.n
+
+    @property
+    def tau(self) -> torch.Tensor:
+        return self.raw_tau_constraint.transform(self.raw_tau)
+
+    @tau.setter
+    def tau(self, value: float | torch.Tensor) -> None:
+        value = torch.as_tensor(value, dtype=self.raw_tau.dtype)
+        self.initialize(raw_tau=self.raw_tau_constraint.inverse_transform(value))
+
+    @property
+    def kappa2(self) -> torch.Tensor | None:
+        return self.raw_kappa2_constraint.transform(self.raw_kappa2) if self.has_kappa2 else None
+
+    @kappa2.setter
+    def kappa2(self, value: float | torch.Tensor) -> None:
+        value = torch.as_tensor(value, dtype=self.raw_kappa2.dtype)
+        self.initialize(raw_kappa2=self.raw_kappa2_constraint.inverse_transform(value))
+
+    def precision_values(self) -> torch.Tensor:
+        """The stored values of ``Q = τ (κ² I + G)`` (differentiable in τ, κ²)."""
+        values = self.structure_values
+        if self.has_kappa2:
+            diagonal = self.pattern.diagonal_positions.to(values.device)
+            values = values.index_add(0, diagonal, self.kappa2.expand(diagonal.shape))
+        return self.tau * values
+
+    def forward(self, *params, shape: torch.Size | None = None, **kwargs) -> PrecisionInverseLinearOperator:
+        if shape is not None and shape[-1] != self.num_points:
+            raise ValueError(
+                f"SparsePrecisionNoise is defined on the {self.num_points} points its precision was built for, but "
+                f"was asked for noise on {shape[-1]} points: the noise exists only on the training grid (predict the "
+                "latent function with model(test_x), without the likelihood, elsewhere)"
+            )
+        op = PrecisionInverseLinearOperator(self.precision_values(), self.pattern)
+        batch = torch.Size(shape[:-1]) if shape is not None else torch.Size()
+        return op.expand(*batch, self.num_points, self.num_points) if len(batch) else op
