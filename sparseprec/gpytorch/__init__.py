@@ -7,6 +7,8 @@
 - :class:`SparsePrecisionGaussianLikelihood`: correlated Gaussian noise ``N(0, Q⁻¹)`` with a learnable sparse
   precision, for ``ExactGP`` (exact marginal likelihood through :class:`KernelPlusPrecisionInverse`) and variational
   GPs.
+- :class:`SparseCholeskyVariationalDistribution`: q(u) with a sparse Cholesky factor of its precision (or covariance)
+  on a given pattern, for GPyTorch's variational strategies.
 """
 
 from ._sparse_symmetric import SymmetricPattern
@@ -15,6 +17,7 @@ from .likelihood import CorrelatedNoiseNormal, SparsePrecisionGaussianLikelihood
 from .noise import SparsePrecisionNoise
 from .precision_inverse import PrecisionInverseLinearOperator
 from .sparse_precision import SparsePrecisionLinearOperator
+from .variational import SparseCholeskyVariationalDistribution
 
 __all__ = [
     "SparsePrecisionLinearOperator",
@@ -23,5 +26,6 @@ __all__ = [
     "SparsePrecisionNoise",
     "SparsePrecisionGaussianLikelihood",
     "CorrelatedNoiseNormal",
+    "SparseCholeskyVariationalDistribution",
     "SymmetricPattern",
 ]

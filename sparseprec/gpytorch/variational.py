@@ -1,0 +1,217 @@
+r"""``SparseCholeskyVariationalDistribution``: q(u) = N(m, S) with a sparse Cholesky factor on a given pattern.
+
+Two parameterisations, both with a lower-triangular ``L`` whose stored values (diagonal included) are the
+parameters, on a fixed pattern (e.g. each inducing point's nearest neighbours — a Vecchia-type pattern):
+
+- ``"precision"`` (default): :math:`S^{-1} = L L^\top`. ``S x = L^{-\top} L^{-1} x`` (two sparse triangular solves),
+  ``S^{-1} x = L (L^\top x)``, :math:`\log\det S = -2\sum_i \log|L_{ii}|`, root :math:`L^{-\top}`;
+- ``"scale"``: :math:`S = L L^\top` (GPyTorch's ``CholeskyVariationalDistribution`` with a sparse factor):
+  ``S x = L (L^\top x)``, ``S^{-1} x`` by two triangular solves, :math:`\log\det S = 2\sum_i \log|L_{ii}|`, root ``L``.
+
+With the default pattern (the diagonal only) it is ``MeanFieldVariationalDistribution``; with the full lower triangle
+it is ``CholeskyVariationalDistribution`` (``"scale"``). Memory O(nnz) per batch element: no ``m × m`` parameter.
+Gradients reach the factor values at their stored entries (sparseprec's ops).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gpytorch.distributions import MultivariateNormal
+from gpytorch.variational._variational_distribution import _VariationalDistribution
+from linear_operator.operators import LinearOperator, RootLinearOperator
+
+from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+
+__all__ = ["SparseCholeskyVariationalDistribution"]
+
+
+class _SparseTriangular(LinearOperator):
+    """``L`` (``inverse=False``) or ``L⁻ᵀ`` (``inverse=True``) for a batched lower CSR factor given by its values;
+    ``transposed`` flips to ``Lᵀ`` / ``L⁻¹``."""
+
+    def __init__(self, values, *, crow, col, n, inverse=False, transposed=False):
+        crow, col = (t.tensor if isinstance(t, _Index) else t for t in (crow, col))  # rebuilt by linear_operator
+        super().__init__(values, crow=_Index(crow), col=_Index(col), n=n, inverse=inverse, transposed=transposed)
+        self.values, self.crow, self.col, self.n = values, crow, col, n
+        self.inverse, self.transposed = inverse, transposed
+
+    def _matrix(self, batch: torch.Size) -> torch.Tensor:
+        values = self.values.expand(*batch, self.values.shape[-1]).reshape(-1, self.values.shape[-1])
+        b = values.shape[0]
+        crow = self.crow.to(values.device).expand(b, -1)
+        col = self.col.to(values.device).expand(b, -1)
+        return sparse_csr_tensor(crow.contiguous(), col.contiguous(), values, (b, self.n, self.n))
+
+    def _size(self) -> torch.Size:
+        return self.values.shape[:-1] + (self.n, self.n)
+
+    def _transpose_nonbatch(self) -> LinearOperator:
+        return _SparseTriangular(self.values, crow=self.crow, col=self.col, n=self.n, inverse=self.inverse,
+                                 transposed=not self.transposed)  # fmt: skip
+
+    def _matmul(self, rhs: torch.Tensor) -> torch.Tensor:
+        vector = rhs.dim() == 1
+        rhs = rhs.unsqueeze(-1) if vector else rhs
+        batch = torch.broadcast_shapes(self.batch_shape, rhs.shape[:-2])
+        L = self._matrix(batch)
+        x = rhs.expand(*batch, *rhs.shape[-2:]).reshape(-1, *rhs.shape[-2:])
+        if self.inverse:  # L⁻ᵀ x (or L⁻¹ x transposed)
+            out = sparse_triangular_solve(L, x, upper=False, transpose=not self.transposed)
+        else:  # L x (or Lᵀ x)
+            out = sparse_mm(L, x, transpose=self.transposed)
+        out = out.reshape(*batch, *out.shape[-2:])
+        return out.squeeze(-1) if vector else out
+
+    def _expand_batch(self, batch_shape: torch.Size) -> LinearOperator:
+        return _SparseTriangular(self.values.expand(*batch_shape, self.values.shape[-1]), crow=self.crow, col=self.col,
+                                 n=self.n, inverse=self.inverse, transposed=self.transposed)  # fmt: skip
+
+    def to_dense(self) -> torch.Tensor:
+        eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
+        return self._matmul(eye.expand(*self.batch_shape, self.n, self.n))
+
+
+class _Index:
+    """Holds an index tensor as non-tensor LinearOperator state (so batching machinery leaves it alone)."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+
+class _SparseCholeskyCovariance(RootLinearOperator):
+    """``S = R Rᵀ`` with ``R`` a :class:`_SparseTriangular` (``L`` or ``L⁻ᵀ``); exact logdet, solves and roots."""
+
+    def __init__(self, root: _SparseTriangular):
+        super().__init__(root)
+
+    def _log_abs_diagonal(self) -> torch.Tensor:
+        root = self.root
+        positions = root.crow[1:].to(root.values.device) - 1  # the diagonal is each row's last entry
+        return root.values[..., positions].abs().log().sum(-1)
+
+    def _inverse_root(self) -> _SparseTriangular:
+        """``R⁻¹``: ``Lᵀ`` when ``R = L⁻ᵀ`` (precision form), ``L⁻¹`` when ``R = L`` (scale form)."""
+        root = self.root
+        return _SparseTriangular(root.values, crow=root.crow, col=root.col, n=root.n, inverse=not root.inverse,
+                                 transposed=True)  # fmt: skip
+
+    def logdet(self) -> torch.Tensor:
+        sign = -2.0 if self.root.inverse else 2.0
+        return sign * self._log_abs_diagonal()
+
+    def solve(self, right_tensor: torch.Tensor, left_tensor: torch.Tensor | None = None) -> torch.Tensor:
+        inverse_root = self._inverse_root()
+        out = inverse_root._transpose_nonbatch()._matmul(inverse_root._matmul(right_tensor))  # S⁻¹ = R⁻ᵀ R⁻¹
+        return out if left_tensor is None else left_tensor @ out
+
+    def inv_quad_logdet(self, inv_quad_rhs=None, logdet=False, reduce_inv_quad=True):
+        empty = torch.zeros([], dtype=self.dtype, device=self.device)
+        inv_quad = empty
+        if inv_quad_rhs is not None:
+            inverse_root = self._inverse_root()
+            rhs = inv_quad_rhs.unsqueeze(-1) if inv_quad_rhs.dim() == 1 else inv_quad_rhs
+            inv_quad = inverse_root._matmul(rhs).square().sum(-2)
+            if reduce_inv_quad:
+                inv_quad = inv_quad.sum(-1)
+        return inv_quad, (self.logdet() if logdet else empty)
+
+    def root_decomposition(self, method: str | None = None) -> RootLinearOperator:
+        return self
+
+
+class SparseCholeskyVariationalDistribution(_VariationalDistribution):
+    """Variational q(u) = N(m, S) with a sparse Cholesky factor (see the module).
+
+    Parameters
+    ----------
+    num_inducing_points : int
+        ``m``.
+    pattern : torch.Tensor, optional
+        ``(2, k)`` int index of the strictly-lower (or mirrored upper) entries of ``L`` besides the diagonal, or a
+        sparse ``(m, m)`` tensor whose pattern is used; default: none (diagonal ``L``: mean field).
+    batch_shape : torch.Size
+        Independent variational distributions (values per batch element, one shared pattern).
+    mean_init_std : float
+        Noise added to the mean at initialisation (as GPyTorch's distributions).
+    parameterization : str
+        ``"precision"`` (``S⁻¹ = L Lᵀ``, default) or ``"scale"`` (``S = L Lᵀ``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.gpytorch import SparseCholeskyVariationalDistribution
+    >>> q = SparseCholeskyVariationalDistribution(100, pattern=torch.stack([torch.arange(1, 100), torch.arange(99)]))
+    >>> q.factor_values.shape, q().event_shape  # 100 diagonal + 99 sub-diagonal entries: no 100 × 100 parameter
+    (torch.Size([199]), torch.Size([100]))
+    """
+
+    def __init__(
+        self,
+        num_inducing_points: int,
+        pattern: torch.Tensor | None = None,
+        batch_shape: torch.Size = torch.Size([]),  # noqa: B008 - GPyTorch's signature
+        mean_init_std: float = 1e-3,
+        parameterization: str = "precision",
+        **kwargs,
+    ):
+        super().__init__(num_inducing_points=num_inducing_points, batch_shape=batch_shape, mean_init_std=mean_init_std)
+        if parameterization not in ("precision", "scale"):
+            raise ValueError(f"parameterization must be 'precision' or 'scale', got {parameterization!r}")
+        self.parameterization = parameterization
+        m = int(num_inducing_points)
+        rows, cols = _lower_pattern(pattern, m)
+        keys = np.unique(np.concatenate([rows * m + cols, np.arange(m) * (m + 1)]))
+        r, c = keys // m, keys % m
+        self._crow = torch.from_numpy(np.concatenate([[0], np.cumsum(np.bincount(r, minlength=m))]).astype(np.int64))
+        self._col = torch.from_numpy(c.astype(np.int64))
+        self._diagonal_positions = torch.from_numpy(np.flatnonzero(r == c).astype(np.int64))
+        values = torch.zeros(*batch_shape, keys.size)
+        values[..., self._diagonal_positions] = 1.0
+        self.register_parameter("variational_mean", torch.nn.Parameter(torch.zeros(*batch_shape, m)))
+        self.register_parameter("factor_values", torch.nn.Parameter(values))
+
+    @property
+    def factor_pattern(self) -> torch.Tensor:
+        """``(2, nnz)``: ``(row, column)`` of ``L``'s entry held by each element of ``factor_values``."""
+        rows = torch.repeat_interleave(torch.arange(self.num_inducing_points), self._crow.diff())
+        return torch.stack([rows, self._col])
+
+    def _root(self) -> _SparseTriangular:
+        return _SparseTriangular(self.factor_values, crow=self._crow, col=self._col, n=self.num_inducing_points,
+                                 inverse=self.parameterization == "precision")  # fmt: skip
+
+    def forward(self) -> MultivariateNormal:
+        return MultivariateNormal(self.variational_mean, _SparseCholeskyCovariance(self._root()))
+
+    def initialize_variational_distribution(self, prior_dist: MultivariateNormal) -> None:
+        """Mean: the prior's (plus noise of s.d. ``mean_init_std``); factor: diagonal with the prior's marginal
+        standard deviations (``scale``) or their inverses (``precision``), off-diagonal entries 0."""
+        self.variational_mean.data.copy_(prior_dist.mean)
+        self.variational_mean.data.add_(torch.randn_like(prior_dist.mean), alpha=self.mean_init_std)
+        sd = prior_dist.variance.detach().clamp_min(1e-12).sqrt().expand(self.variational_mean.shape)
+        diagonal = sd if self.parameterization == "scale" else sd.reciprocal()
+        self.factor_values.data.zero_()
+        self.factor_values.data[..., self._diagonal_positions] = diagonal.to(self.factor_values.dtype)
+
+
+def _lower_pattern(pattern: torch.Tensor | None, m: int) -> tuple[np.ndarray, np.ndarray]:
+    if pattern is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if not isinstance(pattern, torch.Tensor):
+        raise TypeError(f"pattern must be a torch.Tensor, got {type(pattern).__name__}")
+    if pattern.layout in (torch.sparse_coo, torch.sparse_csr):
+        if tuple(pattern.shape) != (m, m):
+            raise ValueError(f"pattern must have shape ({m}, {m}) (num_inducing_points), got {tuple(pattern.shape)}")
+        index = pattern.to_sparse_coo().coalesce().indices()
+    else:
+        if pattern.dim() != 2 or pattern.shape[0] != 2:
+            raise ValueError(
+                f"pattern must be a (2, k) index tensor or a sparse ({m}, {m}) tensor, got {pattern.shape}"
+            )
+        index = pattern.long()
+        if index.numel() and (index.min() < 0 or index.max() >= m):
+            raise ValueError(f"pattern indices must lie in [0, {m}), got [{int(index.min())}, {int(index.max())}]")
+    r, c = index[0].cpu().numpy(), index[1].cpu().numpy()
+    off = r != c
+    return np.maximum(r, c)[off].astype(np.int64), np.minimum(r, c)[off].astype(np.int64)
