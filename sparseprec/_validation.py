@@ -7,6 +7,7 @@ statements, never ``assert``, so they survive ``python -O``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -88,3 +89,29 @@ def check_same_dtype_device(A: torch.Tensor, B: torch.Tensor, name_a: str, name_
         raise TypeError(f"{name_a} and {name_b} must have the same dtype, got {A.dtype} and {B.dtype}")
     if A.device != B.device:
         raise ValueError(f"{name_a} and {name_b} must be on the same device, got {A.device} and {B.device}")
+
+
+def lower_pattern_pairs(pattern: object, n: int, size_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, cols)`` (int64 NumPy, ``rows > cols``) of the off-diagonal entries a user-given ``pattern`` names.
+
+    ``pattern`` is a sparse ``(n, n)`` tensor (its stored positions) or a ``(2, m)`` integer index tensor; an entry
+    above the diagonal stands for its mirror and the diagonal is dropped. ``size_name`` says what ``n`` is, for
+    the error messages.
+    """
+    if not isinstance(pattern, torch.Tensor):
+        raise TypeError(f"pattern must be a torch.Tensor, got {type(pattern).__name__}")
+    if pattern.layout in (torch.sparse_coo, torch.sparse_csr):
+        if tuple(pattern.shape) != (n, n):
+            raise ValueError(f"pattern must have shape ({n}, {n}) ({size_name}), got {tuple(pattern.shape)}")
+        index = pattern.to_sparse_coo().coalesce().indices()
+    else:
+        if pattern.dim() != 2 or pattern.shape[0] != 2:
+            raise ValueError(
+                f"pattern must be a sparse ({n}, {n}) tensor or a (2, m) index tensor, got {pattern.shape}"
+            )
+        index = pattern.long()
+        if index.numel() and (index.min() < 0 or index.max() >= n):
+            raise ValueError(f"pattern indices must lie in [0, {n}), got [{int(index.min())}, {int(index.max())}]")
+    r, c = index[0].cpu().numpy().astype(np.int64), index[1].cpu().numpy().astype(np.int64)
+    off = r != c
+    return np.maximum(r, c)[off], np.minimum(r, c)[off]

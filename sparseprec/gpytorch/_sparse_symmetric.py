@@ -10,12 +10,13 @@ values ``Q_ij = Q_ji = θ`` (a symmetric parameterisation) receive the sum of th
 from __future__ import annotations
 
 import torch
-from linear_operator.operators import LinearOperator
+from linear_operator.operators import LinearOperator, RootLinearOperator
 
 from .._validation import check_sparse_matrix
-from ..cholesky import CholeskyFactor, cholesky
+from ..cholesky import CholeskyFactor, cholesky, sparse_logdet
 from ..cholesky._structure import check_symmetric_input, lower_structure, lower_values
 from ..ops import sparse_csr_tensor
+from ._roots import CholeskyRoot
 
 __all__ = ["SymmetricPattern"]
 
@@ -158,6 +159,66 @@ class SparseSymmetricOperator(LinearOperator):
 
     def _unsqueeze_batch(self, dim: int) -> LinearOperator:
         return self._with_values(self.values.unsqueeze(dim))
+
+    # ---- shared exact algebra: subclasses say what a product, a solve and an inverse quadratic are -----------------
+    _represents_inverse = False  # True: the operator is Q⁻¹ (log det and roots flip)
+
+    def _product_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _solve_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _inv_quad_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self._solve_block(b, Q, x)
+
+    def _apply(self, rhs: torch.Tensor, fn) -> torch.Tensor:
+        vector = rhs.dim() == 1
+        out = self._per_batch(rhs.unsqueeze(-1) if vector else rhs, fn)
+        return out.squeeze(-1) if vector else out
+
+    def _matmul(self, rhs: torch.Tensor) -> torch.Tensor:
+        return self._apply(rhs, self._product_block)
+
+    def solve(self, right_tensor: torch.Tensor, left_tensor: torch.Tensor | None = None) -> torch.Tensor:
+        out = self._apply(right_tensor, self._solve_block)
+        return out if left_tensor is None else left_tensor @ out
+
+    def _logdets(self) -> torch.Tensor:
+        """``log det`` of the operator per batch element: ``±log det Q`` with the selected-inverse gradient."""
+        values = self._flat_values()
+        out = [sparse_logdet(self.pattern.matrix(values[b]), factor=self._factor(b)) for b in range(values.shape[0])]
+        logdet_q = torch.stack(out).reshape(self.batch_shape)
+        return -logdet_q if self._represents_inverse else logdet_q
+
+    def inv_quad_logdet(
+        self, inv_quad_rhs: torch.Tensor | None = None, logdet: bool = False, reduce_inv_quad: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        empty = torch.zeros([], dtype=self.dtype, device=self.device)
+        inv_quad = empty
+        if inv_quad_rhs is not None:
+            rhs = inv_quad_rhs.unsqueeze(-1) if inv_quad_rhs.dim() == 1 else inv_quad_rhs
+            inv_quad = (rhs * self._per_batch(rhs, self._inv_quad_block)).sum(-2)
+            if reduce_inv_quad:
+                inv_quad = inv_quad.sum(-1)
+        return inv_quad, (self._logdets() if logdet else empty)
+
+    def inv_quad(self, inv_quad_rhs: torch.Tensor, reduce_inv_quad: bool = True) -> torch.Tensor:
+        return self.inv_quad_logdet(inv_quad_rhs, reduce_inv_quad=reduce_inv_quad)[0]
+
+    def logdet(self) -> torch.Tensor:
+        return self._logdets()
+
+    def root_decomposition(self, method: str | None = None) -> LinearOperator:
+        return RootLinearOperator(CholeskyRoot.of(self, inverse=self._represents_inverse))
+
+    def root_inv_decomposition(self, initial_vectors=None, test_vectors=None, method: str | None = None):
+        return RootLinearOperator(CholeskyRoot.of(self, inverse=not self._represents_inverse))
+
+    def zero_mean_mvn_samples(self, num_samples: int) -> torch.Tensor:
+        eps = torch.randn(num_samples, *self.batch_shape, self.pattern.n, dtype=self.dtype, device=self.device)
+        root = CholeskyRoot.of(self, inverse=self._represents_inverse)
+        return root._matmul(eps.movedim(0, -1)).movedim(-1, 0)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

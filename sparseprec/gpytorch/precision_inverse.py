@@ -16,11 +16,9 @@ With one sparse Cholesky factorisation :math:`P Q P^\top = L L^\top` per operato
 from __future__ import annotations
 
 import torch
-from linear_operator.operators import LinearOperator, RootLinearOperator
 
-from ..cholesky import diag_inverse, sparse_logdet
+from ..cholesky import diag_inverse
 from ..ops import sparse_mm
-from ._roots import CholeskyRoot
 from ._sparse_symmetric import InverseMatmul, SparseSymmetricOperator, from_sparse
 
 __all__ = ["PrecisionInverseLinearOperator"]
@@ -58,14 +56,18 @@ class PrecisionInverseLinearOperator(SparseSymmetricOperator):
         values, pattern = from_sparse(Q, "Q")
         return cls(values, pattern)
 
-    def _inverse_block(self, b: int, Q: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        return InverseMatmul.apply(Q.values(), B, self.pattern, self._factor(b), self.transposed)
+    _represents_inverse = True
 
-    def _matmul(self, rhs: torch.Tensor) -> torch.Tensor:
-        vector = rhs.dim() == 1
-        rhs = rhs.unsqueeze(-1) if vector else rhs
-        out = self._per_batch(rhs, self._inverse_block)
-        return out.squeeze(-1) if vector else out
+    def _product_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return InverseMatmul.apply(Q.values(), x, self.pattern, self._factor(b), self.transposed)
+
+    def _solve_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # Σ⁻¹ B = Q B with the symmetric gradient ½(g_i b_j + g_j b_i) of a symmetric solve (as dense references
+        # symmetrise the gradient of a solve)
+        return 0.5 * (sparse_mm(Q, x) + sparse_mm(Q, x, transpose=True))
+
+    def _inv_quad_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return sparse_mm(Q, x)  # bᵀ Q b: its gradient b_i b_j is symmetric already
 
     def _diagonal(self) -> torch.Tensor:
         variances = [diag_inverse(self._factor(b)) for b in range(self._flat_values().shape[0])]
@@ -74,45 +76,3 @@ class PrecisionInverseLinearOperator(SparseSymmetricOperator):
     def to_dense(self) -> torch.Tensor:
         eye = torch.eye(self.pattern.n, dtype=self.dtype, device=self.device)
         return self._matmul(eye.expand(self.batch_shape + eye.shape))
-
-    def solve(self, right_tensor: torch.Tensor, left_tensor: torch.Tensor | None = None) -> torch.Tensor:
-        vector = right_tensor.dim() == 1
-        rhs = right_tensor.unsqueeze(-1) if vector else right_tensor
-        # Σ⁻¹ B = Q B with the symmetric gradient ½(g_i b_j + g_j b_i) of a symmetric solve (as dense references
-        # symmetrise the gradient of a solve)
-        out = self._per_batch(rhs, lambda _b, Q, x: 0.5 * (sparse_mm(Q, x) + sparse_mm(Q, x, transpose=True)))
-        out = out.squeeze(-1) if vector else out
-        return out if left_tensor is None else left_tensor @ out
-
-    def _logdets(self) -> torch.Tensor:
-        values = self._flat_values()
-        out = [sparse_logdet(self.pattern.matrix(values[b]), factor=self._factor(b)) for b in range(values.shape[0])]
-        return -torch.stack(out).reshape(self.batch_shape)
-
-    def inv_quad_logdet(
-        self, inv_quad_rhs: torch.Tensor | None = None, logdet: bool = False, reduce_inv_quad: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        empty = torch.zeros([], dtype=self.dtype, device=self.device)
-        inv_quad = empty
-        if inv_quad_rhs is not None:
-            rhs = inv_quad_rhs.unsqueeze(-1) if inv_quad_rhs.dim() == 1 else inv_quad_rhs
-            inv_quad = (rhs * self._per_batch(rhs, lambda _b, Q, x: sparse_mm(Q, x))).sum(-2)
-            if reduce_inv_quad:
-                inv_quad = inv_quad.sum(-1)
-        return inv_quad, (self._logdets() if logdet else empty)
-
-    def inv_quad(self, inv_quad_rhs: torch.Tensor, reduce_inv_quad: bool = True) -> torch.Tensor:
-        return self.inv_quad_logdet(inv_quad_rhs, reduce_inv_quad=reduce_inv_quad)[0]
-
-    def logdet(self) -> torch.Tensor:
-        return self._logdets()
-
-    def root_decomposition(self, method: str | None = None) -> LinearOperator:
-        return RootLinearOperator(CholeskyRoot.of(self, inverse=True))
-
-    def root_inv_decomposition(self, initial_vectors=None, test_vectors=None, method: str | None = None):
-        return RootLinearOperator(CholeskyRoot.of(self, inverse=False))
-
-    def zero_mean_mvn_samples(self, num_samples: int) -> torch.Tensor:
-        eps = torch.randn(num_samples, *self.batch_shape, self.pattern.n, dtype=self.dtype, device=self.device)
-        return CholeskyRoot.of(self, inverse=True)._matmul(eps.movedim(0, -1)).movedim(-1, 0)

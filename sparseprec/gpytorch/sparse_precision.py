@@ -17,11 +17,10 @@ tensor argument, ``(*batch, nnz)``):
 from __future__ import annotations
 
 import torch
-from linear_operator.operators import LinearOperator, RootLinearOperator
+from linear_operator.operators import LinearOperator
 
-from ..cholesky import sparse_cholesky_solve, sparse_logdet
+from ..cholesky import sparse_cholesky_solve
 from ..ops import sparse_mm
-from ._roots import CholeskyRoot
 from ._sparse_symmetric import SparseSymmetricOperator, from_sparse
 
 __all__ = ["SparsePrecisionLinearOperator"]
@@ -57,11 +56,11 @@ class SparsePrecisionLinearOperator(SparseSymmetricOperator):
         values, pattern = from_sparse(Q, "Q")
         return cls(values, pattern)
 
-    def _matmul(self, rhs: torch.Tensor) -> torch.Tensor:
-        vector = rhs.dim() == 1
-        rhs = rhs.unsqueeze(-1) if vector else rhs
-        out = self._per_batch(rhs, lambda _b, Q, x: sparse_mm(Q, x, transpose=self.transposed))
-        return out.squeeze(-1) if vector else out
+    def _product_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return sparse_mm(Q, x, transpose=self.transposed)
+
+    def _solve_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return sparse_cholesky_solve(Q, x, factor=self._factor(b))
 
     def _diagonal(self) -> torch.Tensor:
         return self.values[..., self.pattern.diagonal_positions.to(self.values.device)]
@@ -78,47 +77,3 @@ class SparsePrecisionLinearOperator(SparseSymmetricOperator):
 
     def add_jitter(self, jitter_val: float = 1e-3) -> LinearOperator:
         return self.add_diagonal(torch.tensor(jitter_val, dtype=self.dtype, device=self.device))
-
-    def _solve_block(self, b: int, Q: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        return sparse_cholesky_solve(Q, B, factor=self._factor(b))
-
-    def solve(self, right_tensor: torch.Tensor, left_tensor: torch.Tensor | None = None) -> torch.Tensor:
-        vector = right_tensor.dim() == 1
-        rhs = right_tensor.unsqueeze(-1) if vector else right_tensor
-        out = self._per_batch(rhs, self._solve_block)
-        out = out.squeeze(-1) if vector else out
-        return out if left_tensor is None else left_tensor @ out
-
-    def _logdets(self) -> torch.Tensor:
-        values = self._flat_values()
-        out = [sparse_logdet(self.pattern.matrix(values[b]), factor=self._factor(b)) for b in range(values.shape[0])]
-        return torch.stack(out).reshape(self.batch_shape)
-
-    def inv_quad_logdet(
-        self, inv_quad_rhs: torch.Tensor | None = None, logdet: bool = False, reduce_inv_quad: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        empty = torch.zeros([], dtype=self.dtype, device=self.device)
-        inv_quad = empty
-        if inv_quad_rhs is not None:
-            rhs = inv_quad_rhs.unsqueeze(-1) if inv_quad_rhs.dim() == 1 else inv_quad_rhs
-            inv_quad = (rhs * self._per_batch(rhs, self._solve_block)).sum(-2)
-            if reduce_inv_quad:
-                inv_quad = inv_quad.sum(-1)
-        return inv_quad, (self._logdets() if logdet else empty)
-
-    def inv_quad(self, inv_quad_rhs: torch.Tensor, reduce_inv_quad: bool = True) -> torch.Tensor:
-        return self.inv_quad_logdet(inv_quad_rhs, reduce_inv_quad=reduce_inv_quad)[0]
-
-    def logdet(self) -> torch.Tensor:
-        return self._logdets()
-
-    def root_decomposition(self, method: str | None = None) -> LinearOperator:
-        return RootLinearOperator(CholeskyRoot.of(self, inverse=False))
-
-    def root_inv_decomposition(self, initial_vectors=None, test_vectors=None, method: str | None = None):
-        return RootLinearOperator(CholeskyRoot.of(self, inverse=True))
-
-    def zero_mean_mvn_samples(self, num_samples: int) -> torch.Tensor:
-        eps = torch.randn(num_samples, *self.batch_shape, self.pattern.n, dtype=self.dtype, device=self.device)
-        root = CholeskyRoot.of(self, inverse=False)
-        return root._matmul(eps.movedim(0, -1)).movedim(-1, 0)

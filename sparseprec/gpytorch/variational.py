@@ -21,6 +21,7 @@ from gpytorch.distributions import MultivariateNormal
 from gpytorch.variational._variational_distribution import _VariationalDistribution
 from linear_operator.operators import LinearOperator, RootLinearOperator
 
+from .._validation import lower_pattern_pairs
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
 
 __all__ = ["SparseCholeskyVariationalDistribution"]
@@ -160,7 +161,10 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
             raise ValueError(f"parameterization must be 'precision' or 'scale', got {parameterization!r}")
         self.parameterization = parameterization
         m = int(num_inducing_points)
-        rows, cols = _lower_pattern(pattern, m)
+        if pattern is None:  # mean field
+            rows = cols = np.zeros(0, dtype=np.int64)
+        else:
+            rows, cols = lower_pattern_pairs(pattern, m, "num_inducing_points")
         keys = np.unique(np.concatenate([rows * m + cols, np.arange(m) * (m + 1)]))
         r, c = keys // m, keys % m
         self._crow = torch.from_numpy(np.concatenate([[0], np.cumsum(np.bincount(r, minlength=m))]).astype(np.int64))
@@ -193,25 +197,3 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
         diagonal = sd if self.parameterization == "scale" else sd.reciprocal()
         self.factor_values.data.zero_()
         self.factor_values.data[..., self._diagonal_positions] = diagonal.to(self.factor_values.dtype)
-
-
-def _lower_pattern(pattern: torch.Tensor | None, m: int) -> tuple[np.ndarray, np.ndarray]:
-    if pattern is None:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if not isinstance(pattern, torch.Tensor):
-        raise TypeError(f"pattern must be a torch.Tensor, got {type(pattern).__name__}")
-    if pattern.layout in (torch.sparse_coo, torch.sparse_csr):
-        if tuple(pattern.shape) != (m, m):
-            raise ValueError(f"pattern must have shape ({m}, {m}) (num_inducing_points), got {tuple(pattern.shape)}")
-        index = pattern.to_sparse_coo().coalesce().indices()
-    else:
-        if pattern.dim() != 2 or pattern.shape[0] != 2:
-            raise ValueError(
-                f"pattern must be a (2, k) index tensor or a sparse ({m}, {m}) tensor, got {pattern.shape}"
-            )
-        index = pattern.long()
-        if index.numel() and (index.min() < 0 or index.max() >= m):
-            raise ValueError(f"pattern indices must lie in [0, {m}), got [{int(index.min())}, {int(index.max())}]")
-    r, c = index[0].cpu().numpy(), index[1].cpu().numpy()
-    off = r != c
-    return np.maximum(r, c)[off].astype(np.int64), np.minimum(r, c)[off].astype(np.int64)

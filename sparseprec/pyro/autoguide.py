@@ -41,6 +41,7 @@ from torch.distributions import biject_to, constraints
 from torch.distributions.transforms import IndependentTransform
 
 from .. import distributions as core
+from .._validation import lower_pattern_pairs
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
 from ..ops._pattern import pattern_of
 from .distributions import SparseMultivariateNormal
@@ -222,31 +223,16 @@ class AutoSparseMultivariateNormal(AutoContinuous):
         maps = [_element_of_coordinate(nodes[name]) for name in (first, second)]
         if maps[0] is None or maps[1] is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        i, j = np.nonzero(maps[0][:, None] == maps[1][None, :])
-        return i, j
-
-    def _given_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        P = self._given_pattern
-        n = self.latent_dim
-        if not isinstance(P, torch.Tensor):
-            raise TypeError(f"pattern must be a torch.Tensor, got {type(P).__name__}")
-        if P.layout in (torch.sparse_coo, torch.sparse_csr):
-            if tuple(P.shape) != (n, n):
-                raise ValueError(f"pattern must have shape ({n}, {n}) (the latent dimension), got {tuple(P.shape)}")
-            index = P.to_sparse_coo().coalesce().indices()
-        else:
-            if P.dim() != 2 or P.shape[0] != 2:
-                raise ValueError(f"pattern must be a sparse ({n}, {n}) tensor or a (2, m) index tensor, got {P.shape}")
-            index = P.long()
-            if index.numel() and (index.min() < 0 or index.max() >= n):
-                raise ValueError(f"pattern indices must lie in [0, {n}), got [{int(index.min())}, {int(index.max())}]")
-        r, c = index[0].cpu().numpy(), index[1].cpu().numpy()
-        return np.maximum(r, c)[r != c], np.minimum(r, c)[r != c]
+        _, i, j = np.intersect1d(maps[0], maps[1], assume_unique=True, return_indices=True)  # O(n log n)
+        return i.astype(np.int64), j.astype(np.int64)
 
     def _setup_prototype(self, *args, **kwargs):
         super()._setup_prototype(*args, **kwargs)
-        rows, cols = self._given_pairs() if self._given_pattern is not None else self._derived_pairs(args, kwargs)
         n = self.latent_dim
+        if self._given_pattern is not None:
+            rows, cols = lower_pattern_pairs(self._given_pattern, n, "the latent dimension")
+        else:
+            rows, cols = self._derived_pairs(args, kwargs)
         keys = np.unique(rows.astype(np.int64) * n + cols.astype(np.int64))
         r, c = keys // n, keys % n  # entries L[r, c], r > c, in the latent (site) order
         # In reversed coordinates w = z.flip(-1) the precision is M D' Mᵀ with M = R (I + L)ᵀ R unit lower triangular:

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import pyro
 import pytest
 import torch
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pyro():
+    """Pyro's parameter store is global and guides name parameters after their class: start each test clean."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
 
 
 def _set_guide_posterior(guide, mean: torch.Tensor, precision: torch.Tensor) -> None:

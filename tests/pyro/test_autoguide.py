@@ -15,14 +15,6 @@ from sparseprec.structures import ar1
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _fresh_pyro():
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    yield
-    pyro.clear_param_store()
-
-
 def _conjugate(n=12, noise=0.6, seed=0):
     Q = ar1(n, 0.8, 1.0).detach()
     y = torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=F64)

@@ -18,14 +18,6 @@ PAIRS = [(0, 1), (1, 2), (2, 0), (2, 3), (3, 4), (4, 5), (5, 6), (6, 3), (6, 7)]
 N, NOISE, TAU = 8, 0.7, 2.0
 
 
-@pytest.fixture(autouse=True)
-def _fresh_pyro():
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    yield
-    pyro.clear_param_store()
-
-
 def _problem():
     W = adjacency_from_pairs(PAIRS, n=N)
     y = torch.randn(N, generator=torch.Generator().manual_seed(3), dtype=F64)

@@ -19,14 +19,6 @@ F64 = torch.float64
 EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (1, 3), (3, 4), (4, 5)]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_pyro():
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    yield
-    pyro.clear_param_store()
-
-
 def _distributions():
     W = adjacency_from_pairs(EDGES)
     Q = car(W, 0.5, 2.0).detach()
