@@ -27,14 +27,14 @@ __all__ = ["PrecisionInverseLinearOperator"]
 class PrecisionInverseLinearOperator(SparseSymmetricOperator):
     """The inverse of a sparse SPD precision as a LinearOperator (see the module for the maths).
 
+    Build it from a sparse precision with :meth:`from_precision`.
+
     Parameters
     ----------
     values : torch.Tensor
         ``(*batch, nnz)``: the stored values of ``Q``, in the order of ``pattern``.
     pattern : SymmetricPattern
         ``Q``'s fixed sparsity pattern (both triangles and the diagonal stored).
-
-    Build it from a sparse precision with :meth:`from_precision`.
 
     Examples
     --------

@@ -29,14 +29,14 @@ __all__ = ["SparsePrecisionLinearOperator"]
 class SparsePrecisionLinearOperator(SparseSymmetricOperator):
     """A sparse SPD matrix as a LinearOperator (see the module for the maths).
 
+    Build it from a sparse tensor with :meth:`from_sparse`.
+
     Parameters
     ----------
     values : torch.Tensor
         ``(*batch, nnz)``: the stored values, in the order of ``pattern``.
     pattern : SymmetricPattern
         The fixed sparsity pattern (both triangles and the diagonal stored).
-
-    Build it from a sparse tensor with :meth:`from_sparse`.
 
     Examples
     --------
