@@ -110,6 +110,12 @@ class CholeskyFactor:
             ).to(dtype=self.dtype, device=self.device)
         return self._L
 
+    def diagonal(self) -> torch.Tensor:
+        r"""The pivots :math:`L_{ii}` (permuted ordering: pivot ``i`` belongs to node ``perm[i]``), ``(n,)``; no
+        gradient. :math:`\log\det Q = 2 \sum_i \log L_{ii}`."""
+        L = self.L
+        return L.values()[L.crow_indices()[1:] - 1]  # the diagonal is the last stored entry of each row of lower L
+
     def _triangular(self, B: torch.Tensor, transpose: bool) -> torch.Tensor:
         B = self._rhs(B)
         B2 = B.detach().reshape(self.n, -1)

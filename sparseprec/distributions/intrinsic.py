@@ -152,8 +152,7 @@ class IntrinsicGMRF(Distribution):
             factor = self._cholesky()
         except NotPositiveDefiniteError as error:
             raise ValueError(message) from error
-        L = factor.L
-        diagonal = L.values()[L.crow_indices()[1:] - 1].abs()  # last stored entry of each row of a lower CSR
+        diagonal = factor.diagonal().abs()
         scale = float(self._reduced.detach().values().abs().max())
         if float(diagonal.min()) ** 2 < 100 * self._n * torch.finfo(torch.float64).eps * scale:
             raise ValueError(message + " (a pivot of its Cholesky factor vanishes)")

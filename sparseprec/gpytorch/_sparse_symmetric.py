@@ -16,6 +16,7 @@ from .._validation import check_sparse_matrix
 from ..cholesky import CholeskyFactor, cholesky, sparse_logdet
 from ..cholesky._structure import check_symmetric_input, lower_structure, lower_values
 from ..ops import sparse_csr_tensor
+from ..ops._pattern import _rows_from_crow
 from ._roots import CholeskyRoot
 
 __all__ = ["SymmetricPattern"]
@@ -26,8 +27,8 @@ class SymmetricPattern:
 
     def __init__(self, crow: torch.Tensor, col: torch.Tensor, n: int):
         self.crow, self.col, self.n = crow.long().cpu(), col.long().cpu(), int(n)
-        rows = torch.repeat_interleave(torch.arange(self.n), self.crow.diff())
-        diagonal = (rows == self.col).nonzero().squeeze(-1)
+        self.rows = _rows_from_crow(self.crow, self.col.numel())  # the row of each stored entry
+        diagonal = (self.rows == self.col).nonzero().squeeze(-1)
         if diagonal.numel() != self.n:
             raise ValueError(f"the pattern of a precision must store its whole diagonal, found {diagonal.numel()} of "
                              f"{self.n} diagonal entries")  # fmt: skip
@@ -44,14 +45,14 @@ class SymmetricPattern:
 
     def dense(self, values: torch.Tensor) -> torch.Tensor:
         """``(*batch, n, n)`` dense matrices (differentiable in the values)."""
-        rows = torch.repeat_interleave(torch.arange(self.n, device=values.device), self.crow.diff().to(values.device))
-        flat = rows * self.n + self.col.to(values.device)
+        flat = self.rows.to(values.device) * self.n + self.col.to(values.device)
         out = values.new_zeros(values.shape[:-1] + (self.n * self.n,))
         out = out.index_add(-1, flat, values)
         return out.reshape(values.shape[:-1] + (self.n, self.n))
 
     def __getstate__(self) -> dict:
-        return {"crow": self.crow, "col": self.col, "n": self.n, "diagonal_positions": self.diagonal_positions}
+        return {"crow": self.crow, "col": self.col, "n": self.n, "rows": self.rows,
+                "diagonal_positions": self.diagonal_positions}  # fmt: skip
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -68,10 +69,6 @@ def from_sparse(Q: torch.Tensor, name: str = "Q") -> tuple[torch.Tensor, Symmetr
     lower_values(Q, p, structure)  # finite, symmetric values
     values = p.kernel_values(Q)
     return values, SymmetricPattern(p.crow, p.col, Q.shape[-1])
-
-
-def entry_rows(pattern: SymmetricPattern, device: torch.device) -> torch.Tensor:
-    return torch.repeat_interleave(torch.arange(pattern.n, device=device), pattern.crow.diff().to(device))
 
 
 class InverseMatmul(torch.autograd.Function):
@@ -91,7 +88,7 @@ class InverseMatmul(torch.autograd.Function):
         Lam = ctx.factor.solve(G.contiguous())
         grad_values = None
         if ctx.needs_input_grad[0]:
-            rows, cols = entry_rows(ctx.pattern, X.device), ctx.pattern.col.to(X.device)
+            rows, cols = ctx.pattern.rows.to(X.device), ctx.pattern.col.to(X.device)
             U, V = (X, Lam) if ctx.transposed else (Lam, X)
             grad_values = -(U[rows] * V[cols]).sum(-1)
         return grad_values, Lam, None, None, None
@@ -134,10 +131,8 @@ class SparseSymmetricOperator(LinearOperator):
         batch = torch.broadcast_shapes(self.batch_shape, rhs.shape[:-2])
         values = self.values.expand(batch + (self.pattern.nnz,)).reshape(-1, self.pattern.nnz)
         rhs_flat = rhs.expand(batch + rhs.shape[-2:]).reshape(-1, *rhs.shape[-2:])
-        own = torch.arange(max(self.batch_shape.numel(), 1)).reshape(self.batch_shape or (1,))
-        index = (
-            own.expand(batch).reshape(-1) if len(self.batch_shape) else torch.zeros(values.shape[0], dtype=torch.long)
-        )
+        # the operator's own (flat) batch element behind each broadcast one: it picks the cached factor
+        index = torch.arange(self.batch_shape.numel()).reshape(self.batch_shape).expand(batch).reshape(-1)
         out = [fn(int(index[i]), self.pattern.matrix(values[i]), rhs_flat[i]) for i in range(values.shape[0])]
         return torch.stack(out).reshape(batch + out[0].shape[-2:])
 

@@ -44,8 +44,7 @@ def _pivot_logs(noise: PrecisionInverseLinearOperator) -> torch.Tensor:
     out = []
     for b in range(noise._flat_values().shape[0]):
         factor = noise._factor(b)
-        L = factor.L
-        pivots = L.values()[L.crow_indices()[1:] - 1]  # the last entry of each row of a lower CSR factor
+        pivots = factor.diagonal()
         logs = torch.empty_like(pivots)
         logs[factor.perm.to(pivots.device)] = 2 * pivots.log()
         out.append(logs)
@@ -149,8 +148,7 @@ class SparsePrecisionGaussianLikelihood(_GaussianLikelihoodBase):
         noise = self.noise_covar(*params, shape=input.mean.shape[-1:], **kwargs)
         r = target - input.mean
         pattern = noise.pattern
-        rows = torch.repeat_interleave(torch.arange(pattern.n, device=r.device), pattern.crow.diff().to(r.device))
-        cols = pattern.col.to(r.device)
+        rows, cols = pattern.rows.to(r.device), pattern.col.to(r.device)
         K = input.lazy_covariance_matrix
         k_at_pattern = K[..., rows, cols]  # K_ij at Q's stored entries only
         trace_terms = torch.zeros_like(r).index_add(-1, rows, noise.values * k_at_pattern)  # (Q K)_ii
