@@ -43,6 +43,16 @@ class AffineSubspace(constraints.Constraint):
         The ``k`` indices ``S`` (ascending) with ``C[:, S]`` invertible, used by the bijection.
     rtol : float
         ``check`` accepts ``|C x − e| <= rtol · (1 + max|x| · max_i Σ_j |C_ij|)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.distributions import ICAR, AffineSubspace
+    >>> from sparseprec.structures import adjacency_from_pairs
+    >>> support = ICAR(adjacency_from_pairs([(0, 1), (1, 2)])).support  # sum-to-zero on 3 nodes
+    >>> x = torch.tensor([[1.0, -1.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    >>> isinstance(support, AffineSubspace), support.check(x)
+    (True, tensor([ True, False]))
     """
 
     is_discrete = False

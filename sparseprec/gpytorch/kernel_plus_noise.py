@@ -26,7 +26,22 @@ __all__ = ["KernelPlusPrecisionInverse"]
 
 
 class KernelPlusPrecisionInverse(LinearOperator):
-    """``K + Σ`` for a covariance ``K`` (LinearOperator or dense tensor) and ``Σ = Q⁻¹`` (see the module)."""
+    """``K + Σ`` for a covariance ``K`` (LinearOperator or dense tensor) and ``Σ = Q⁻¹`` (see the module).
+
+    Raises ``TypeError`` for a noise that is not a :class:`PrecisionInverseLinearOperator` and ``ValueError`` when the
+    sizes differ.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.gpytorch import KernelPlusPrecisionInverse, PrecisionInverseLinearOperator
+    >>> from sparseprec.structures import ar1
+    >>> K = torch.full((4, 4), 0.5, dtype=torch.float64) + 0.5 * torch.eye(4, dtype=torch.float64)
+    >>> C = KernelPlusPrecisionInverse(K, PrecisionInverseLinearOperator.from_precision(ar1(4, 0.6)))
+    >>> dense = K + torch.linalg.inv(ar1(4, 0.6).to_dense())
+    >>> torch.allclose(C.logdet(), torch.logdet(dense))
+    True
+    """
 
     def __init__(self, kernel: LinearOperator | torch.Tensor, noise: PrecisionInverseLinearOperator):
         kernel = to_linear_operator(kernel)

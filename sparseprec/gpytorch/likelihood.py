@@ -68,7 +68,21 @@ def _logdet_terms(noise: PrecisionInverseLinearOperator) -> torch.Tensor:
 class CorrelatedNoiseNormal(Distribution):
     """``p(y | f) = N(f, Q⁻¹)`` presented per point: ``sample``/``rsample`` are joint (correlated) draws, ``log_prob``
     returns per-point terms whose sum over the last dimension is the exact joint log-density (each term alone is not
-    a marginal density). ``mean = f``, ``variance = diag(Q⁻¹)``."""
+    a marginal density). ``mean = f``, ``variance = diag(Q⁻¹)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.gpytorch import CorrelatedNoiseNormal, PrecisionInverseLinearOperator
+    >>> from sparseprec.structures import ar1
+    >>> d = CorrelatedNoiseNormal(torch.zeros(5, dtype=torch.float64),
+    ...                           PrecisionInverseLinearOperator.from_precision(ar1(5, 0.7)))
+    >>> y = d.sample()
+    >>> joint = torch.distributions.MultivariateNormal(torch.zeros(5, dtype=torch.float64),
+    ...                                                precision_matrix=ar1(5, 0.7).to_dense())
+    >>> d.log_prob(y).shape, torch.allclose(d.log_prob(y).sum(), joint.log_prob(y))
+    (torch.Size([5]), True)
+    """
 
     arg_constraints = {"loc": constraints.real}
     support = constraints.real

@@ -31,6 +31,22 @@ class SparsePrecisionNoise(Noise):
         Initial precision scale ``τ``.
     kappa2 : float or None
         Initial ``κ²`` (learnable); ``None``: ``Q = τ G`` (``G`` must then be positive definite).
+
+    Raises
+    ------
+    ValueError
+        From ``forward``, when asked for noise on a number of points other than the ``n`` it was built for.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.gpytorch import SparsePrecisionNoise
+    >>> from sparseprec.structures import grid_laplacian
+    >>> noise = SparsePrecisionNoise(grid_laplacian((3, 3), dtype=torch.float64), tau=2.0, kappa2=0.5).double()
+    >>> Sigma = noise(shape=torch.Size([9]))  # PrecisionInverseLinearOperator of (2 (0.5 I + G))⁻¹
+    >>> dense = torch.linalg.inv(2.0 * (0.5 * torch.eye(9, dtype=torch.float64) + grid_laplacian((3, 3)).to_dense()))
+    >>> torch.allclose(Sigma.to_dense(), dense)
+    True
     """
 
     def __init__(self, structure: torch.Tensor, tau: float = 1.0, kappa2: float | None = 1.0):
