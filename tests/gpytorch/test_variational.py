@@ -121,3 +121,53 @@ def test_pattern_errors():
         SparseCholeskyVariationalDistribution(4, pattern=torch.tensor([[5], [0]]))
     with pytest.raises(ValueError, match="parameterization must be"):
         SparseCholeskyVariationalDistribution(4, parameterization="cov")
+
+
+def _prior(K: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+    return gpytorch.distributions.MultivariateNormal(torch.zeros(K.shape[:-1], dtype=K.dtype), K)
+
+
+def test_precision_form_starts_at_the_prior_when_the_pattern_holds_its_markov_structure():
+    # Ornstein–Uhlenbeck (Matérn-1/2) kernel on sorted 1-D inputs: u_j | u_{>j} depends on u_{j+1} only, so the
+    # one-neighbour pattern holds the prior's precision exactly; a batch of two length-scales.
+    t = torch.sort(torch.rand(12, dtype=torch.float64) * 5).values
+    K = torch.stack([torch.exp(-(t[:, None] - t[None, :]).abs() / ell) for ell in (0.7, 2.0)])
+    band = torch.stack([torch.arange(1, 12), torch.arange(11)])
+    q = SparseCholeskyVariationalDistribution(12, pattern=band, batch_shape=torch.Size([2])).double()
+    q.initialize_variational_distribution(_prior(K))
+    torch.testing.assert_close(q().covariance_matrix.detach(), K, rtol=1e-10, atol=1e-10)
+
+
+def test_precision_form_full_pattern_starts_exactly_at_any_prior_and_partial_pattern_keeps_its_conditionals():
+    m = 9
+    x = torch.randn(m, 2, dtype=torch.float64)
+    K = torch.exp(-0.5 * torch.cdist(x, x).square()) + 0.1 * torch.eye(m, dtype=torch.float64)
+    rows, cols = torch.tril_indices(m, m, -1)
+    q = SparseCholeskyVariationalDistribution(m, pattern=torch.stack([rows, cols])).double()
+    q.initialize_variational_distribution(_prior(K))
+    torch.testing.assert_close(q().covariance_matrix.detach(), K, rtol=1e-10, atol=1e-10)
+    # two later neighbours per point: the implied u_j | u_{j+1}, u_{j+2} is the prior's (Vecchia's construction)
+    pairs = torch.tensor([(j + s, j) for j in range(m) for s in (1, 2) if j + s < m]).T
+    q = SparseCholeskyVariationalDistribution(m, pattern=pairs).double()
+    q.initialize_variational_distribution(_prior(K))
+    r, c = q.factor_pattern
+    L = torch.zeros(m, m, dtype=torch.float64)
+    L[r, c] = q.factor_values.detach()
+    for j in range(m - 2):
+        N = [j + 1, j + 2]
+        b = torch.linalg.solve(K[N][:, N], K[N, j])
+        d = K[j, j] - K[j, N] @ b
+        torch.testing.assert_close(L[j, j], d.rsqrt())
+        torch.testing.assert_close(L[N, j], -b * d.rsqrt())
+
+
+def test_precision_form_initialisation_refuses_a_prior_that_is_not_positive_definite():
+    import pytest
+
+    K = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)
+    q = SparseCholeskyVariationalDistribution(2, pattern=torch.tensor([[1], [0]])).double()
+    from linear_operator import to_linear_operator
+
+    prior = gpytorch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), to_linear_operator(K))
+    with pytest.raises(ValueError, match="not positive definite on the pattern.*inducing point 0"):
+        q.initialize_variational_distribution(prior)
