@@ -1,17 +1,24 @@
-"""Every example runs (fast settings) and reaches its own correctness check."""
+"""Every example in examples/ runs (fast settings), reaches its own correctness check and writes its figure; every
+example the docs mention is one of them."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+# script -> (a line its output must contain, the figure it writes or None)
 EXPECTED = {
-    "ops_demo.py": "true 0.800",
-    "gp_correlated_noise.py": "RMSE of the posterior mean vs the true field",
+    "ops_demo.py": ("true 0.800", None),
+    "gp_correlated_noise.py": ("RMSE of the posterior mean vs the true field", "gp_correlated_noise.png"),
+    "gp_sparse_variational.py": ("sparse precision, 4 neighbours (sparseprec)", "gp_sparse_variational.png"),
+    "choosing_a_solver.py": ("ConvergenceError NOT_POSITIVE_DEFINITE", "choosing_a_solver.png"),
+    "gmrf_modelling.py": ("RMSE of the posterior mean vs the true field", "gmrf_modelling.png"),
 }
 
 
@@ -21,4 +28,21 @@ def test_example_runs(script, tmp_path):
         [sys.executable, str(EXAMPLES / script), "--quick"], capture_output=True, text=True, timeout=600, cwd=tmp_path
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert EXPECTED[script] in result.stdout
+    line, figure = EXPECTED[script]
+    assert line in result.stdout
+    if figure is not None:
+        assert (tmp_path / figure).stat().st_size > 10_000  # a PNG with content, written where the script ran
+
+
+def test_every_example_is_tested_and_every_documented_example_exists():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    mentioned = {name for doc in documents for name in re.findall(r"examples/(\w+\.py)", doc.read_text())}
+    assert mentioned <= set(EXPECTED), f"documented but not in examples/: {sorted(mentioned - set(EXPECTED))}"
+    assert set(EXPECTED) - {"ops_demo.py"} <= mentioned, "an example with a figure that no page shows"
+
+
+def test_every_embedded_figure_exists():
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", doc.read_text()):
+            assert (doc.parent / image).is_file(), f"{doc.name} embeds missing {image}"
