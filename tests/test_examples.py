@@ -19,6 +19,7 @@ EXPECTED = {
     "gp_sparse_variational.py": ("sparse precision, 4 neighbours (sparseprec)", "gp_sparse_variational.png"),
     "choosing_a_solver.py": ("ConvergenceError NOT_POSITIVE_DEFINITE", "choosing_a_solver.png"),
     "gmrf_modelling.py": ("RMSE of the posterior mean vs the true field", "gmrf_modelling.png"),
+    "pyro_sparse_guide.py": ("AutoSparseMVN (sparseprec)", "pyro_sparse_guide.png"),
 }
 
 
