@@ -205,8 +205,8 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
         the next point for a Matérn-1/2 kernel on sorted 1-D inputs). Starting there matters: the conditional
         precisions of nearby inducing points are orders of magnitude above the marginal ones, which additive
         optimiser steps on the factor values would take thousands of steps to reach. ``"scale"`` form: diagonal with
-        the prior's marginal standard deviations (for the full lower triangle: the prior's Cholesky factor is not
-        imposed).
+        the prior's marginal standard deviations (the covariance itself has no sparse factor to start from on a
+        partial pattern).
         """
         self.variational_mean.data.copy_(prior_dist.mean)
         self.variational_mean.data.add_(torch.randn_like(prior_dist.mean), alpha=self.mean_init_std)

@@ -8,6 +8,7 @@ import unittest
 import gpytorch
 import torch
 from gpytorch.test.variational_test_case import VariationalTestCase
+from linear_operator import to_linear_operator
 
 from sparseprec.gpytorch import SparseCholeskyVariationalDistribution
 
@@ -166,8 +167,6 @@ def test_precision_form_initialisation_refuses_a_prior_that_is_not_positive_defi
 
     K = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)
     q = SparseCholeskyVariationalDistribution(2, pattern=torch.tensor([[1], [0]])).double()
-    from linear_operator import to_linear_operator
-
     prior = gpytorch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), to_linear_operator(K))
     with pytest.raises(ValueError, match="not positive definite on the pattern.*inducing point 0"):
         q.initialize_variational_distribution(prior)
