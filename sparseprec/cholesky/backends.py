@@ -114,8 +114,8 @@ class CholmodBackend(Backend):
 
 # ---- SciPy -----------------------------------------------------------------------------------------------------------
 class _ScipyNumeric(Numeric):
-    def __init__(self, lu, perm: np.ndarray, pivots: np.ndarray):
-        self.lu, self.perm, self.pivots = lu, perm, pivots
+    def __init__(self, lu, perm: np.ndarray, pivots: np.ndarray, fill: sp.csc_matrix):
+        self.lu, self.perm, self.pivots, self.fill = lu, perm, pivots, fill
         self.logdet = float(np.log(pivots).sum())
 
     def solve(self, b: np.ndarray) -> np.ndarray:
@@ -124,13 +124,47 @@ class _ScipyNumeric(Numeric):
         return x
 
     def L(self) -> sp.csc_matrix:
-        # Q[perm][:, perm] = L_unit D L_unitᵀ (SuperLU's U = D L_unitᵀ), so L = L_unit D^½
-        return (self.lu.L @ sp.diags(np.sqrt(self.pivots))).tocsc()
+        # Q[perm][:, perm] = L_unit D L_unitᵀ (SuperLU's U = D L_unitᵀ), so L = L_unit D^½, on the symbolic fill
+        # pattern (the entries SuperLU dropped as exact zeros are put back as stored zeros)
+        unit = sp.csc_matrix(self.lu.L)
+        unit.sort_indices()
+        n = self.pivots.size
+        fill = self.fill
+        cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(unit.indptr))
+        fill_cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(fill.indptr))
+        fill_keys = fill_cols * n + fill.indices
+        keys = cols * n + unit.indices
+        where = np.searchsorted(fill_keys, keys)
+        if where.size and (where.max() >= fill_keys.size or not np.array_equal(fill_keys[where], keys)):
+            raise RuntimeError("scipy backend: SuperLU's factor has an entry outside the symbolic fill pattern")
+        data = np.zeros(fill.nnz)
+        data[where] = unit.data * np.sqrt(self.pivots)[cols]
+        return sp.csc_matrix((data, fill.indices, fill.indptr), shape=(n, n))
 
 
 class _ScipySymbolic:
     def __init__(self, perm: np.ndarray, take: np.ndarray, indices: np.ndarray, indptr: np.ndarray):
         self.perm, self.take, self.indices, self.indptr = perm, take, indices, indptr
+        self.fill = _symbolic_fill(indices, indptr)
+
+
+def _symbolic_fill(indices: np.ndarray, indptr: np.ndarray) -> sp.csc_matrix:
+    """The pattern of the Cholesky factor of the permuted matrix whose full CSC structure is ``indices``/``indptr``.
+
+    SuperLU drops entries of ``L`` that come out exactly zero (stored zeros of ``Q``, exact cancellation), which would
+    leave a pattern that is not a fill pattern and miss entries of ``Q``. The symbolic pattern is read off the factor
+    of the M-matrix with the same structure (off-diagonal −1, diagonal degree + 1: strictly diagonally dominant):
+    its elimination only ever adds same-signed terms, so no entry of the symbolic fill cancels.
+    """
+    n = indptr.size - 1
+    cols = np.repeat(np.arange(n), np.diff(indptr))
+    degree = np.bincount(cols, minlength=n) - 1
+    values = np.where(indices == cols, degree[cols] + 1.0, -1.0)
+    M = sp.csc_matrix((values, indices, indptr), shape=(n, n))
+    lu = spla.splu(M, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    fill = sp.csc_matrix(lu.L)
+    fill.sort_indices()
+    return fill
 
 
 class ScipyBackend(Backend):
@@ -187,7 +221,7 @@ class ScipyBackend(Backend):
         if bad.size or not (np.array_equal(lu.perm_r, identity) and np.array_equal(lu.perm_c, identity)):
             j = int(bad[0]) if bad.size else int(np.flatnonzero(lu.perm_r != identity)[0])
             raise _not_positive_definite(int(symbolic.perm[j]), float(pivots[j]), self.name)
-        return _ScipyNumeric(lu, symbolic.perm, pivots)
+        return _ScipyNumeric(lu, symbolic.perm, pivots, symbolic.fill)
 
 
 def available_backends() -> tuple[str, ...]:
