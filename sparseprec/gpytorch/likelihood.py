@@ -145,9 +145,17 @@ class SparsePrecisionGaussianLikelihood(_GaussianLikelihoodBase):
     def tau(self) -> torch.Tensor:
         return self.noise_covar.tau
 
+    @tau.setter
+    def tau(self, value: float | torch.Tensor) -> None:
+        self.noise_covar.tau = value
+
     @property
     def kappa2(self) -> torch.Tensor | None:
         return self.noise_covar.kappa2
+
+    @kappa2.setter
+    def kappa2(self, value: float | torch.Tensor) -> None:
+        self.noise_covar.kappa2 = value
 
     def marginal(self, function_dist: MultivariateNormal, *params, **kwargs) -> MultivariateNormal:
         mean, covar = function_dist.mean, function_dist.lazy_covariance_matrix

@@ -81,6 +81,8 @@ class SparsePrecisionNoise(Noise):
 
     @kappa2.setter
     def kappa2(self, value: float | torch.Tensor) -> None:
+        if not self.has_kappa2:
+            raise AttributeError("kappa2 cannot be set: this noise was built with kappa2=None (Q = τ G, no κ²)")
         value = torch.as_tensor(value, dtype=self.raw_kappa2.dtype)
         self.initialize(raw_kappa2=self.raw_kappa2_constraint.inverse_transform(value))
 

@@ -131,7 +131,13 @@ def test_exact_gp_prediction_matches_the_dense_posterior():
 
 def test_recovers_the_noise_parameters_it_was_simulated_with():
     """20 × 20 image: smooth GP signal plus GMRF noise with τ = 4, κ² = 0.3; fit all hyper-parameters by the exact
-    marginal likelihood and recover τ and κ²."""
+    marginal likelihood and recover τ and κ².
+
+    One image identifies τ well and κ² (the noise's inverse squared correlation length) loosely: over 8 simulated
+    images (seeds 11–14, each with the CHOLMOD and the SciPy backend, whose samplers draw different images from the
+    same seed) the fitted τ was 3.3–4.5 and κ² 0.09–0.80. So: τ within 30 %, κ² within a factor 4, and the fit is a
+    maximum — the exact marginal likelihood at the fitted noise is at least the one at the true noise (same kernel).
+    """
     s, tau, kappa2 = 20, 4.0, 0.3
     X, G = _grid(s)
     signal = torch.sin(3 * X[:, 0]) * torch.cos(2 * X[:, 1])
@@ -150,4 +156,23 @@ def test_recovers_the_noise_parameters_it_was_simulated_with():
         (-mll(model(X), y)).backward()
         optimizer.step()
     assert float(likelihood.tau.detach()) == pytest.approx(tau, rel=0.3)
-    assert float(likelihood.kappa2.detach()) == pytest.approx(kappa2, rel=0.5)
+    assert kappa2 / 4 <= float(likelihood.kappa2.detach()) <= kappa2 * 4
+    with torch.no_grad():
+        fitted = float(mll(model(X), y))
+        likelihood.tau, likelihood.kappa2 = tau, kappa2
+        at_truth = float(mll(model(X), y))
+    assert fitted >= at_truth
+
+
+def test_noise_parameters_can_be_set_like_gpytorch_hyper_parameters():
+    _, G = _grid(4)
+    likelihood = SparsePrecisionGaussianLikelihood(G, tau=1.0, kappa2=1.0).double()
+    likelihood.tau, likelihood.kappa2 = 2.5, 0.7
+    assert float(likelihood.tau.detach()) == pytest.approx(2.5)
+    assert float(likelihood.kappa2.detach()) == pytest.approx(0.7)
+    likelihood.initialize(tau=3.0, kappa2=torch.tensor(0.2, dtype=torch.float64))  # GPyTorch's initialize
+    expected = 3.0 * (0.2 * torch.eye(16, dtype=torch.float64) + G.to_dense())
+    torch.testing.assert_close(_dense_noise(likelihood), expected)
+    no_kappa = SparsePrecisionGaussianLikelihood(G, tau=1.0, kappa2=None).double()
+    with pytest.raises(AttributeError, match="kappa2=None"):
+        no_kappa.kappa2 = 0.3
