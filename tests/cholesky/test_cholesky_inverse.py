@@ -93,14 +93,6 @@ def test_logdet_of_a_gmrf_precision_trains():
     torch.testing.assert_close(log_tau.exp().detach(), torch.tensor(400 / quad, dtype=torch.float64), rtol=1e-6, atol=0)
 
 
-def _csr_with_explicit_entries(dense: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
-    """CSR of ``dense`` storing every entry of the boolean ``pattern`` (zeros included)."""
-    rows, cols = pattern.nonzero(as_tuple=True)
-    crow = torch.zeros(dense.shape[0] + 1, dtype=torch.int64)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=dense.shape[0]), 0)
-    return torch.sparse_csr_tensor(crow, cols, dense[rows, cols], dense.shape)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stored_zeros_and_exact_cancellation_keep_the_symbolic_fill_pattern(backend):
     # (a) stored zeros: a tridiagonal pattern whose off-diagonal values are 0 (a CAR with rho = 0, a guide's factor at
@@ -109,19 +101,17 @@ def test_stored_zeros_and_exact_cancellation_keep_the_symbolic_fill_pattern(back
     # at every stored entry (SuperLU drops exact zeros from L: the SciPy backend must put them back).
     n = 6
     tridiagonal = (torch.arange(n)[:, None] - torch.arange(n)[None, :]).abs() <= 1
+    cancelling = torch.tensor([[1.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 2.0]], dtype=torch.float64)
     cases = [
-        (_csr_with_explicit_entries(2.0 * torch.eye(n, dtype=torch.float64), tridiagonal), None),
-        (torch.tensor([[1.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 2.0]], dtype=torch.float64).to_sparse_csr(),
-         "natural"),
-    ]  # fmt: skip
+        (sparse_from_dense(2.0 * torch.eye(n, dtype=torch.float64), tridiagonal, "csr"), None),
+        (sparse_from_dense(cancelling, cancelling != 0, "csr"), "natural"),
+    ]
     for Q, ordering in cases:
         inverse = torch.linalg.inv(Q.to_dense())
+        at_stored = dense_grad_at_pattern(inverse, Q)  # (Q⁻¹)_ij at Q's stored entries, in Q's order
         factor = cholesky(Q, backend=backend, ordering=ordering)
         torch.testing.assert_close(diag_inverse(factor), inverse.diagonal())
-        S = selected_inverse(factor).to_dense()
-        rows = torch.repeat_interleave(torch.arange(Q.shape[0]), Q.crow_indices().diff())
-        torch.testing.assert_close(S[rows, Q.col_indices()], inverse[rows, Q.col_indices()])
-        values = Q.values().clone().requires_grad_()
-        sparse_logdet(torch.sparse_csr_tensor(Q.crow_indices(), Q.col_indices(), values, Q.shape), backend=backend,
-                      ordering=ordering).backward()  # fmt: skip
-        torch.testing.assert_close(values.grad, inverse[rows, Q.col_indices()])
+        torch.testing.assert_close(dense_grad_at_pattern(selected_inverse(factor).to_dense(), Q), at_stored)
+        values = stored_values(Q).clone().requires_grad_()
+        sparse_logdet(rebuild(Q, values), backend=backend, ordering=ordering).backward()
+        torch.testing.assert_close(values.grad, at_stored)
