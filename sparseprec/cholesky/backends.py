@@ -114,9 +114,10 @@ class CholmodBackend(Backend):
 
 # ---- SciPy -----------------------------------------------------------------------------------------------------------
 class _ScipyNumeric(Numeric):
-    def __init__(self, lu, perm: np.ndarray, pivots: np.ndarray, fill: sp.csc_matrix):
-        self.lu, self.perm, self.pivots, self.fill = lu, perm, pivots, fill
+    def __init__(self, lu, symbolic: _ScipySymbolic, pivots: np.ndarray):
+        self.lu, self.symbolic, self.perm, self.pivots = lu, symbolic, symbolic.perm, pivots
         self.logdet = float(np.log(pivots).sum())
+        self._L: sp.csc_matrix | None = None
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         x = np.empty_like(b)
@@ -125,27 +126,31 @@ class _ScipyNumeric(Numeric):
 
     def L(self) -> sp.csc_matrix:
         # Q[perm][:, perm] = L_unit D L_unitᵀ (SuperLU's U = D L_unitᵀ), so L = L_unit D^½, on the symbolic fill
-        # pattern (the entries SuperLU dropped as exact zeros are put back as stored zeros)
-        unit = sp.csc_matrix(self.lu.L)
-        unit.sort_indices()
-        n = self.pivots.size
-        fill = self.fill
-        cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(unit.indptr))
-        fill_cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(fill.indptr))
-        fill_keys = fill_cols * n + fill.indices
-        keys = cols * n + unit.indices
-        where = np.searchsorted(fill_keys, keys)
-        if where.size and (where.max() >= fill_keys.size or not np.array_equal(fill_keys[where], keys)):
-            raise RuntimeError("scipy backend: SuperLU's factor has an entry outside the symbolic fill pattern")
-        data = np.zeros(fill.nnz)
-        data[where] = unit.data * np.sqrt(self.pivots)[cols]
-        return sp.csc_matrix((data, fill.indices, fill.indptr), shape=(n, n))
+        # pattern (the entries SuperLU dropped as exact zeros are put back as stored zeros); assembled once
+        if self._L is None:
+            unit = sp.csc_matrix(self.lu.L)
+            unit.sort_indices()
+            n = self.pivots.size
+            fill, fill_keys = self.symbolic.fill, self.symbolic.fill_keys
+            cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(unit.indptr))
+            keys = cols * n + unit.indices
+            where = np.searchsorted(fill_keys, keys)
+            if where.size and (where.max() >= fill_keys.size or not np.array_equal(fill_keys[where], keys)):
+                raise RuntimeError("scipy backend: SuperLU's factor has an entry outside the symbolic fill pattern")
+            data = np.zeros(fill.nnz)
+            data[where] = unit.data * np.sqrt(self.pivots)[cols]
+            self._L = sp.csc_matrix((data, fill.indices, fill.indptr), shape=(n, n))
+        return self._L
 
 
 class _ScipySymbolic:
     def __init__(self, perm: np.ndarray, take: np.ndarray, indices: np.ndarray, indptr: np.ndarray):
         self.perm, self.take, self.indices, self.indptr = perm, take, indices, indptr
         self.fill = _symbolic_fill(indices, indptr)
+        n = indptr.size - 1
+        # the fill pattern's entries as sorted keys column * n + row (CSC order), to place each numeric factor's
+        # entries in it
+        self.fill_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.fill.indptr)) * n + self.fill.indices
 
 
 def _symbolic_fill(indices: np.ndarray, indptr: np.ndarray) -> sp.csc_matrix:
@@ -221,7 +226,7 @@ class ScipyBackend(Backend):
         if bad.size or not (np.array_equal(lu.perm_r, identity) and np.array_equal(lu.perm_c, identity)):
             j = int(bad[0]) if bad.size else int(np.flatnonzero(lu.perm_r != identity)[0])
             raise _not_positive_definite(int(symbolic.perm[j]), float(pivots[j]), self.name)
-        return _ScipyNumeric(lu, symbolic.perm, pivots, symbolic.fill)
+        return _ScipyNumeric(lu, symbolic, pivots)
 
 
 def available_backends() -> tuple[str, ...]:
