@@ -23,6 +23,7 @@ from linear_operator.operators import LinearOperator, RootLinearOperator
 
 from .._validation import lower_pattern_pairs
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+from ..ops._pattern import _rows_from_crow
 
 __all__ = ["SparseCholeskyVariationalDistribution"]
 
@@ -178,8 +179,7 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
     @property
     def factor_pattern(self) -> torch.Tensor:
         """``(2, nnz)``: ``(row, column)`` of ``L``'s entry held by each element of ``factor_values``."""
-        rows = torch.repeat_interleave(torch.arange(self.num_inducing_points), self._crow.diff())
-        return torch.stack([rows, self._col])
+        return torch.stack([_rows_from_crow(self._crow, self._col.numel()), self._col])
 
     def _root(self) -> _SparseTriangular:
         return _SparseTriangular(self.factor_values, crow=self._crow, col=self._col, n=self.num_inducing_points,
@@ -214,20 +214,20 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
         if self.parameterization == "precision":
             K = prior_dist.covariance_matrix.detach()
             K = K.expand(*self.variational_mean.shape[:-1], *K.shape[-2:])
-            self.factor_values.data.copy_(
-                _conditional_precision_factor(K, self._crow, self._col).to(self.factor_values)
-            )
+            values = _conditional_precision_factor(K, self.factor_pattern, self._diagonal_positions)
+            self.factor_values.data.copy_(values.to(self.factor_values))
             return
         sd = prior_dist.variance.detach().clamp_min(1e-12).sqrt().expand(self.variational_mean.shape)
         self.factor_values.data[..., self._diagonal_positions] = sd.to(self.factor_values.dtype)
 
 
-def _conditional_precision_factor(K: torch.Tensor, crow: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-    """Stored values of the lower ``L`` (pattern ``crow``/``col``, diagonal last in each row) with ``L Lᵀ`` the
-    precision of the DAG model ``u_j | u_{N_j}`` of ``N(0, K)`` (see ``initialize_variational_distribution``)."""
+def _conditional_precision_factor(K: torch.Tensor, pattern: torch.Tensor, diagonal: torch.Tensor) -> torch.Tensor:
+    """Stored values of the lower ``L`` (``pattern``: ``(2, nnz)`` row and column of each value; ``diagonal``: the
+    positions of the diagonal entries) with ``L Lᵀ`` the precision of the DAG model ``u_j | u_{N_j}`` of ``N(0, K)``
+    (see ``initialize_variational_distribution``)."""
     m = K.shape[-1]
     device = K.device
-    rows = torch.repeat_interleave(torch.arange(m), crow.diff())
+    rows, col = pattern
     off = torch.nonzero(rows != col).squeeze(-1)
     r, c = rows[off], col[off]
     order = torch.argsort(c * m + r)  # off-diagonal entries grouped by column
@@ -254,7 +254,7 @@ def _conditional_precision_factor(K: torch.Tensor, crow: torch.Tensor, col: torc
             "add jitter to the prior or check for repeated inducing points"
         )
     scale = d.rsqrt()
-    values = torch.zeros(*K.shape[:-2], crow[-1].item(), dtype=K.dtype, device=device)
-    values[..., (crow[1:] - 1).to(device)] = scale  # the diagonal is each row's last entry
+    values = torch.zeros(*K.shape[:-2], col.numel(), dtype=K.dtype, device=device)
+    values[..., diagonal.to(device)] = scale
     values[..., off.to(device)] = -(b * scale.unsqueeze(-1))[..., c.to(device), slot.to(device)]
     return values
