@@ -3,7 +3,6 @@ example the docs mention is one of them."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -11,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from sparseprec.cholesky import available_backends
+
 ROOT = Path(__file__).resolve().parents[1]
-_CHOLMOD = importlib.util.find_spec("sksparse") is not None
+_CHOLMOD = "cholmod" in available_backends()
 EXAMPLES = ROOT / "examples"
 # script -> (a line its output must contain, the figure it writes or None)
 EXPECTED = {
