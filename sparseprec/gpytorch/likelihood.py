@@ -143,6 +143,7 @@ class SparsePrecisionGaussianLikelihood(_GaussianLikelihoodBase):
 
     @property
     def tau(self) -> torch.Tensor:
+        """τ of ``Q = τ (κ² I + G)`` (positive; settable: ``likelihood.tau = 2.0`` or ``initialize(tau=2.0)``)."""
         return self.noise_covar.tau
 
     @tau.setter
@@ -151,6 +152,7 @@ class SparsePrecisionGaussianLikelihood(_GaussianLikelihoodBase):
 
     @property
     def kappa2(self) -> torch.Tensor | None:
+        """κ² of ``Q = τ (κ² I + G)`` (``None`` for ``kappa2=None``; settable otherwise, else ``AttributeError``)."""
         return self.noise_covar.kappa2
 
     @kappa2.setter
