@@ -7,7 +7,7 @@ The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, .
 
 from . import cholesky, datasets, distributions, ops, solvers, structures
 from .distributions import GMRF, ICAR, IntrinsicGMRF, SparseMultivariateNormal
-from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError
+from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError, NotTwiceDifferentiableError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "ConvergenceError",
     "ConvergenceWarning",
     "NotPositiveDefiniteError",
+    "NotTwiceDifferentiableError",
 ]
 __version__ = "0.1.0"

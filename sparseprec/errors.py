@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ConvergenceError", "ConvergenceWarning", "NotPositiveDefiniteError"]
+__all__ = ["ConvergenceError", "ConvergenceWarning", "NotPositiveDefiniteError", "NotTwiceDifferentiableError"]
 
 
 class ConvergenceError(RuntimeError):
@@ -35,3 +35,12 @@ class NotPositiveDefiniteError(torch.linalg.LinAlgError):
     def __init__(self, message: str, column: int | None = None):
         super().__init__(message)
         self.column = column
+
+
+class NotTwiceDifferentiableError(RuntimeError):
+    """A second derivative was asked of a function whose derivative is implemented once only.
+
+    Raised in the backward pass, when a derivative computed with ``create_graph=True`` (a Hessian, a Hessian-vector
+    product, ``gradgradcheck``) is differentiated again through such a function, e.g. the selected-inverse gradient of
+    :func:`sparseprec.cholesky.sparse_logdet` w.r.t. the precision's values. Never a silently missing term.
+    """

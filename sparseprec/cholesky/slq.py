@@ -5,14 +5,15 @@ Cholesky factor is not an option; and ``logdet(Q, method=...)``, the one entry p
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
+from ..ops._once import first_derivative_only
+from ..ops._solve_rule import symmetric_directions
+from ..ops._values import stored_values
 from ..solvers import CG
 from ..solvers._operator import Operator
 from ..solvers.lanczos import lanczos
 from ._structure import check_symmetric_input, lower_structure
 from .inverse import sparse_logdet
-from .solve import symmetric_gradient
 
 __all__ = ["slq_logdet", "logdet"]
 
@@ -24,8 +25,10 @@ def _probes(n: int, k: int, like: torch.Tensor, generator: torch.Generator | Non
 
 class _SLQLogdet(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, Q: torch.Tensor, Z: torch.Tensor, steps: int, cg_rtol: float) -> torch.Tensor:
-        op = Operator(Q.detach(), Q.shape[0], vector=False)
+    def forward(
+        ctx, values: torch.Tensor, Q: torch.Tensor, Z: torch.Tensor, steps: int, cg_rtol: float
+    ) -> torch.Tensor:
+        op = Operator(Q, Q.shape[0], vector=False)
         alpha, beta = lanczos(op, Z, steps)
         T = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
         theta, U = torch.linalg.eigh(T)
@@ -33,18 +36,22 @@ class _SLQLogdet(torch.autograd.Function):
             raise ValueError("Lanczos found a non-positive Ritz value: Q is not positive definite (or badly scaled)")
         # v_pᵀ log(Q) v_p ≈ ‖z_p‖² Σ_k U[0, k]² log θ_k  (Gauss quadrature), averaged over the probes
         per_probe = Z.shape[0] * (U[:, 0, :].square() * theta.log()).sum(-1)
-        ctx.Q, ctx.Z, ctx.cg_rtol = Q, Z, cg_rtol
+        ctx.save_for_backward(values, Z)
+        ctx.Q, ctx.cg_rtol = Q, cg_rtol  # Q without autograd history
         return per_probe.mean()
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g: torch.Tensor):
         # ∂ log det Q / ∂Q = Q⁻¹ ≈ (1/P) Σ_p (Q⁻¹ z_p) z_pᵀ (Hutchinson, unbiased for E[z zᵀ] = I), symmetrised,
         # read at the stored entries; Q⁻¹ Z by one block CG on all probes
-        Q, Z = ctx.Q, ctx.Z
-        W = CG(rtol=ctx.cg_rtol)(Q.detach(), Z)
-        pattern, _ = lower_structure(Q, "full")
-        return symmetric_gradient(Q, pattern, "full", W * (g / Z.shape[1]), Z), None, None, None
+        values, Z = ctx.saved_tensors
+        Q = ctx.Q
+        with torch.no_grad():
+            W = CG(rtol=ctx.cg_rtol)(Q, Z)
+            pattern, _ = lower_structure(Q, "full")
+            grad = symmetric_directions(pattern, "full", W * (g.detach() / Z.shape[1]), Z)
+        # a stochastic estimate of Q⁻¹: not differentiated again
+        return first_derivative_only(grad, values, "slq_logdet (w.r.t. Q's values)"), None, None, None, None
 
 
 def slq_logdet(
@@ -94,7 +101,8 @@ def slq_logdet(
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     steps = min(lanczos_steps, Q.shape[0])
     Z = _probes(Q.shape[0], num_probes, Q, generator)
-    return _SLQLogdet.apply(Q, Z, steps, cg_rtol)
+    pattern, _ = lower_structure(Q, "full")
+    return _SLQLogdet.apply(stored_values(Q, pattern), Q.detach(), Z, steps, cg_rtol)
 
 
 def logdet(Q: torch.Tensor, method: str = "cholesky", **options) -> torch.Tensor:

@@ -3,57 +3,34 @@
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from ..ops._pattern import SparsePattern
-from ..ops._sampled import sampled_product
+from ..ops._solve_rule import linear_solve
+from ..ops._values import stored_values
 from ._structure import lower_structure
 from .factor import CholeskyFactor, cholesky
 
-__all__ = ["sparse_cholesky_solve", "symmetric_gradient"]
+__all__ = ["sparse_cholesky_solve", "symmetric_solve", "FactorSolver"]
 
 
-def symmetric_gradient(
-    Q: torch.Tensor, pattern: SparsePattern, triangle: str, U: torch.Tensor, V: torch.Tensor
-) -> torch.Tensor:
-    """Gradient w.r.t. ``Q``'s stored values of ``L`` when ``∂L/∂Q = U Vᵀ`` (``U``, ``V`` of shape ``(n, k)``), for a
-    symmetric ``Q`` as it is stored.
+class FactorSolver:
+    """A Cholesky factor of a symmetric ``Q`` as a solver for :func:`~sparseprec.ops._solve_rule.linear_solve`."""
 
-    With ``s_ij = (U Vᵀ)_ij + (U Vᵀ)_ji`` (the derivative along the symmetric direction ``E_ij + E_ji``):
-    ``triangle="full"`` returns ``s_ij / 2`` at every stored entry (a symmetric gradient: tied parameters
-    ``Q_ij = Q_ji = θ`` get ``s_ij``, as torch does for ``torch.linalg.cholesky``); ``"lower"``/``"upper"`` return
-    ``s_ij`` off the diagonal (one value stands for both entries) and ``(U Vᵀ)_ii`` on it.
-    """
-    kernel = pattern.kernel_matrix(pattern.kernel_values(Q.detach()))
-    s = sampled_product(pattern, kernel, U, V) + sampled_product(pattern, kernel, V, U)
-    on_diagonal = pattern.row == pattern.col
-    if triangle == "full":
-        s = s * 0.5
-    else:
-        s = torch.where(on_diagonal, s * 0.5, s)
-    return pattern.gradient_like(Q, s)
+    def __init__(self, factor: CholeskyFactor):
+        self.factor = factor
+
+    def solve(self, B: torch.Tensor, transpose: bool) -> torch.Tensor:  # Qᵀ = Q: ``transpose`` changes nothing
+        if B.numel() == 0:
+            return B.new_zeros(B.shape)
+        return self.factor.solve(B)
 
 
-class _CholeskySolve(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, Q: torch.Tensor, B: torch.Tensor, factor: CholeskyFactor, triangle: str) -> torch.Tensor:
-        X = factor.solve(B)
-        ctx.Q, ctx.factor, ctx.triangle = Q, factor, triangle
-        ctx.save_for_backward(X)
-        return X
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, G: torch.Tensor):
-        (X,) = ctx.saved_tensors
-        # X = Q⁻¹ B, Q symmetric: dB = Q⁻¹ G =: Λ (the same factor), ∂L/∂Q = −Λ Xᵀ, read along symmetric directions
-        Lam = ctx.factor.solve(G.contiguous())
-        grad_Q = None
-        if ctx.needs_input_grad[0]:
-            n = ctx.factor.n
-            pattern, _ = lower_structure(ctx.Q, ctx.triangle)
-            grad_Q = symmetric_gradient(ctx.Q, pattern, ctx.triangle, Lam.reshape(n, -1).neg(), X.reshape(n, -1))
-        return grad_Q, Lam if ctx.needs_input_grad[1] else None, None, None
+def symmetric_solve(Q: torch.Tensor, B: torch.Tensor, factor: CholeskyFactor, triangle: str) -> torch.Tensor:
+    """``Q⁻¹ B`` (``B`` ``(n,)`` or ``(n, k)``) by ``factor``, differentiable any number of times w.r.t. ``Q``'s stored
+    values (the symmetric convention of ``triangle``) and ``B``."""
+    pattern, _ = lower_structure(Q, triangle)
+    values = stored_values(Q, pattern)
+    X = linear_solve(values, B.reshape(factor.n, -1), FactorSolver(factor), pattern, symmetric=triangle)
+    return X.reshape(B.shape)
 
 
 def sparse_cholesky_solve(
@@ -71,9 +48,11 @@ def sparse_cholesky_solve(
 
     Backward, with :math:`G = \partial L/\partial X` and :math:`\Lambda = Q^{-1} G` (one more solve with the same
     factor): :math:`\partial L/\partial B = \Lambda` and, along the symmetric direction of each stored entry,
-    :math:`s_{ij} = -(\Lambda_i X_j^\top + \Lambda_j X_i^\top)`; see :func:`symmetric_gradient` for how ``triangle``
-    maps :math:`s` onto the stored values (``"full"``: :math:`s_{ij}/2` at both ``(i, j)`` and ``(j, i)``).
-    O(nnz k) for the gradient on top of the two solves; no ``n × n`` intermediate.
+    :math:`s_{ij} = -(\Lambda_i X_j^\top + \Lambda_j X_i^\top)`, mapped onto the stored values by ``triangle``
+    (``"full"``: :math:`s_{ij}/2` at both ``(i, j)`` and ``(j, i)``; ``"lower"``/``"upper"``: :math:`s_{ij}` off the
+    diagonal; the convention of :mod:`sparseprec.ops._solve_rule`). O(nnz k) for the gradient on top of the two solves;
+    no ``n × n`` intermediate. The backward is recorded under ``create_graph=True`` (same factor, same rule), so
+    second derivatives w.r.t. ``B`` and ``Q``'s stored values are exact.
 
     Parameters
     ----------
@@ -101,4 +80,4 @@ def sparse_cholesky_solve(
     elif not isinstance(factor, CholeskyFactor) or factor.n != Q.shape[-1]:
         raise ValueError(f"factor must be a CholeskyFactor of Q (n = {Q.shape[-1]}), got {factor!r}")
     factor._rhs(B)
-    return _CholeskySolve.apply(Q, B, factor, triangle)
+    return symmetric_solve(Q, B, factor, triangle)

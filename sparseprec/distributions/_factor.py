@@ -12,29 +12,14 @@ Gradients reach ``L`` as a sparse tensor with its layout and stored pattern (the
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .._validation import check_sparse_matrix
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
-from ..ops._pattern import SparsePattern, pattern_of
+from ..ops._pattern import pattern_of
+from ..ops._values import stored_values
 from ._pairs import product_pattern
 
 __all__ = ["TriangularFactor"]
-
-
-class _StoredValues(torch.autograd.Function):
-    """``L``'s stored values in kernel order; the backward wraps the values' gradient in ``L``'s pattern."""
-
-    @staticmethod
-    def forward(ctx, L: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
-        ctx.L, ctx.pattern = L, pattern
-        # no copy: for CSR and coalesced COO this is L's own values tensor (read only, never written here)
-        return pattern.kernel_values(L)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        return ctx.pattern.gradient_like(ctx.L, grad.contiguous()), None
 
 
 class TriangularFactor:
@@ -59,7 +44,7 @@ class TriangularFactor:
         self.batch: int | None = L.shape[0] if L.dim() == 3 else None
         self.pattern = pattern_of(L)
         self.pattern.check_triangular(upper=False, unitriangular=unit, name=name)
-        self.values = _StoredValues.apply(L, self.pattern)
+        self.values = stored_values(L, self.pattern)
         self.kernel = self._kernel_with(self.values)
 
     @property

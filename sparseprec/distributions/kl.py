@@ -32,7 +32,7 @@ import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, register_kl
 
 from ..ops._pattern import pattern_of
-from ._factor import _StoredValues
+from ..ops._values import stored_values
 from .gmrf import GMRF
 from .sparse_mvn import SparseMultivariateNormal
 
@@ -192,7 +192,7 @@ def kl_independent_normal_gmrf(p: Independent, q: GMRF) -> torch.Tensor:
 def _stored_diagonal(Q: torch.Tensor) -> torch.Tensor:
     """``diag(Q)`` of a sparse matrix from its stored entries, differentiable w.r.t. them (zeros where absent)."""
     pattern = pattern_of(Q)
-    values = _StoredValues.apply(Q, pattern)
+    values = stored_values(Q, pattern)
     on_diagonal = torch.nonzero(pattern.row == pattern.col).reshape(-1)
     out = values.new_zeros(Q.shape[-1])
     return out.index_add(0, pattern.row[on_diagonal].long(), values[on_diagonal])

@@ -15,8 +15,11 @@ from linear_operator.operators import LinearOperator, RootLinearOperator
 from .._validation import check_sparse_matrix
 from ..cholesky import CholeskyFactor, cholesky, sparse_logdet
 from ..cholesky._structure import check_symmetric_input, lower_structure, lower_values
+from ..cholesky.solve import FactorSolver
 from ..ops import sparse_csr_tensor
-from ..ops._pattern import _rows_from_crow
+from ..ops._pattern import _rows_from_crow, pattern_of
+from ..ops._solve_rule import linear_solve
+from ..ops._values import stored_values
 from ._roots import CholeskyRoot
 
 __all__ = ["SymmetricPattern"]
@@ -71,27 +74,13 @@ def from_sparse(Q: torch.Tensor, name: str = "Q") -> tuple[torch.Tensor, Symmetr
     return values, SymmetricPattern(p.crow, p.col, Q.shape[-1])
 
 
-class InverseMatmul(torch.autograd.Function):
-    """``X = Q⁻¹ B`` (or ``Q⁻ᵀ B``) with the gradient of independent stored entries: ``−(Λ Xᵀ)_ij`` (``−(X Λᵀ)_ij``
-    transposed), ``Λ = Q⁻¹ G``, read at the stored ``(i, j)`` — the derivative a dense ``torch.linalg.solve`` gives."""
-
-    @staticmethod
-    def forward(ctx, values, B, pattern, factor, transposed):
-        X = factor.solve(B)
-        ctx.pattern, ctx.factor, ctx.transposed = pattern, factor, transposed
-        ctx.save_for_backward(X)
-        return X
-
-    @staticmethod
-    def backward(ctx, G):
-        (X,) = ctx.saved_tensors
-        Lam = ctx.factor.solve(G.contiguous())
-        grad_values = None
-        if ctx.needs_input_grad[0]:
-            rows, cols = ctx.pattern.rows.to(X.device), ctx.pattern.col.to(X.device)
-            U, V = (X, Lam) if ctx.transposed else (Lam, X)
-            grad_values = -(U[rows] * V[cols]).sum(-1)
-        return grad_values, Lam, None, None, None
+def inverse_matmul(Q: torch.Tensor, B: torch.Tensor, factor: CholeskyFactor, transposed: bool) -> torch.Tensor:
+    """``X = Q⁻¹ B`` (``B`` ``(n, k)``) by ``factor``, with the gradient of independent stored entries:
+    ``−(Λ Xᵀ)_ij`` (``−(X Λᵀ)_ij`` transposed), ``Λ = Q⁻¹ G``, read at the stored ``(i, j)`` — the derivative a dense
+    ``torch.linalg.solve`` gives. The library's one solve rule (:mod:`sparseprec.ops._solve_rule`), so it is
+    differentiable any number of times."""
+    pattern = pattern_of(Q)
+    return linear_solve(stored_values(Q, pattern), B, FactorSolver(factor), pattern, transposed)
 
 
 class SparseSymmetricOperator(LinearOperator):

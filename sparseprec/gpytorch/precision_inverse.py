@@ -19,7 +19,7 @@ import torch
 
 from ..cholesky import diag_inverse
 from ..ops import sparse_mm
-from ._sparse_symmetric import InverseMatmul, SparseSymmetricOperator, from_sparse
+from ._sparse_symmetric import SparseSymmetricOperator, from_sparse, inverse_matmul
 
 __all__ = ["PrecisionInverseLinearOperator"]
 
@@ -59,7 +59,7 @@ class PrecisionInverseLinearOperator(SparseSymmetricOperator):
     _represents_inverse = True
 
     def _product_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return InverseMatmul.apply(Q.values(), x, self.pattern, self._factor(b), self.transposed)
+        return inverse_matmul(Q, x, self._factor(b), self.transposed)
 
     def _solve_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # Σ⁻¹ B = Q B with the symmetric gradient ½(g_i b_j + g_j b_i) of a symmetric solve (as dense references

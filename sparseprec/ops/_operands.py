@@ -18,10 +18,6 @@ class Operands:
     B2: torch.Tensor
     out_shape: tuple[int, ...]
 
-    def to_kernel(self, X: torch.Tensor) -> torch.Tensor:
-        """Reshape a ``(*B-like)`` tensor (e.g. an incoming gradient) to the kernel's 2-D form."""
-        return X.reshape(-1, self.B2.shape[-1]).contiguous()
-
 
 def operands(A: object, B: object, *, square: bool, allow_vector: bool, transpose: bool = False) -> Operands:
     """Validate ``A`` (sparse ``(n, m)``/``(b, n, m)``) and ``B`` (dense ``(m, p)``/``(b, m, p)``, or ``(m,)``).
@@ -55,4 +51,5 @@ def operands(A: object, B: object, *, square: bool, allow_vector: bool, transpos
         return Operands(B.reshape(m, 1).contiguous(), (n,))
     p = B.shape[-1]
     out_shape = (n, p) if B.dim() == 2 else (B.shape[0], n, p)
-    return Operands(B.reshape(-1, p).contiguous(), out_shape)
+    rows = m if B.dim() == 2 else B.shape[0] * m  # explicit: reshape(-1, 0) is ambiguous for zero columns
+    return Operands(B.reshape(rows, p).contiguous(), out_shape)

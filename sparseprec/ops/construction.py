@@ -11,72 +11,12 @@ tensors), does no index work at all.
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .._validation import check_dense, check_tensor
-from ._pattern import SparsePattern, pattern_of, same_memory
+from ._pattern import pattern_of
+from ._values import wrap_values
 
 __all__ = ["sparse_csr_tensor", "sparse_coo_tensor"]
-
-
-def _kernel_values_at(grad: torch.Tensor, A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
-    """Entries of ``grad`` (dense or sparse, any pattern) at ``A``'s stored positions, in kernel order ``(nnz,)``."""
-    if grad.layout == torch.sparse_csr and A.layout == torch.sparse_csr:
-        if same_memory(grad.col_indices(), A.col_indices()) and same_memory(grad.crow_indices(), A.crow_indices()):
-            return grad.values().reshape(-1)  # the gradient_like() of every op: nothing to match
-    if grad.layout == torch.sparse_coo and A.layout == torch.sparse_coo:
-        own = A._indices() if pattern.coo_grad_indices is None else pattern.coo_grad_indices
-        if same_memory(grad._indices(), own) and grad.is_coalesced():
-            return grad._values()
-    rows, cols = pattern.row.long(), pattern.col.long()
-    n, m = A.shape[-2], A.shape[-1]
-    if grad.layout == torch.strided:
-        return grad.reshape(pattern.n_rows, m)[rows, cols % m]
-    # another sparse pattern: look each stored entry up among the gradient's sorted (coalesced) linear keys
-    g = grad.to_sparse_coo().coalesce()
-    idx = g.indices()
-    g_rows, g_cols = (idx[0] * n + idx[1], idx[0] * m + idx[2]) if g.dim() == 3 else (idx[0], idx[1])
-    g_keys = g_rows * pattern.n_cols + g_cols
-    if g_keys.numel() == 0:  # (grad.new_zeros would make a sparse tensor here)
-        return torch.zeros(pattern.nnz, dtype=grad.dtype, device=grad.device)
-    keys = rows * pattern.n_cols + cols
-    pos = torch.searchsorted(g_keys, keys).clamp_(max=g_keys.numel() - 1)
-    return torch.where(g_keys[pos] == keys, g.values()[pos], 0)
-
-
-def _values_grad(grad: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-    """``dL/dvalues`` for ``A`` built from ``values``: ``grad`` read at every stored entry (duplicates too)."""
-    pattern = pattern_of(A)
-    kernel = _kernel_values_at(grad, A, pattern)
-    if A.layout == torch.sparse_csr:
-        return kernel.reshape(A.values().shape)
-    return kernel if pattern.inverse is None else kernel[pattern.inverse]
-
-
-class _CSRFromValues(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, ...]):
-        A = torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
-        ctx.A = A
-        return A
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        return None, None, _values_grad(grad, ctx.A), None
-
-
-class _COOFromValues(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, indices: torch.Tensor, values: torch.Tensor, size: tuple[int, ...], is_coalesced: bool | None):
-        A = torch.sparse_coo_tensor(indices, values, size, is_coalesced=is_coalesced, check_invariants=False)
-        ctx.A = A
-        return A
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        return None, _values_grad(grad, ctx.A), None, None
 
 
 def sparse_csr_tensor(
@@ -132,7 +72,8 @@ def sparse_csr_tensor(
         raise ValueError(
             f"col_indices and values must have the same shape, got {tuple(col_indices.shape)} and {tuple(values.shape)}"
         )
-    return _CSRFromValues.apply(crow_indices, col_indices, values, tuple(size))
+    template = torch.sparse_csr_tensor(crow_indices, col_indices, values.detach(), tuple(size), check_invariants=False)
+    return wrap_values(values, template, pattern_of(template), raw=True)
 
 
 def sparse_coo_tensor(
@@ -190,4 +131,7 @@ def sparse_coo_tensor(
             f"indices must have shape ({len(size)}, nnz) with nnz = values.shape[0] = {values.shape[0]}, got "
             f"{tuple(indices.shape)}"
         )
-    return _COOFromValues.apply(indices, values, tuple(size), is_coalesced)
+    template = torch.sparse_coo_tensor(
+        indices, values.detach(), tuple(size), is_coalesced=is_coalesced, check_invariants=False
+    )
+    return wrap_values(values, template, pattern_of(template), raw=True)

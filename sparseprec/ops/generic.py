@@ -6,12 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .._validation import describe
-from ._operands import Operands, operands
+from ._operands import operands
 from ._pattern import SparsePattern, pattern_of
-from ._sampled import sampled_product
+from ._solve_rule import linear_solve
+from ._values import stored_values
 
 __all__ = ["sparse_generic_solve"]
 
@@ -33,45 +33,31 @@ def _transpose(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
     return At if A.layout == torch.sparse_csr else At.to_sparse_coo()
 
 
-class _SparseGenericSolve(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx,
-        A: torch.Tensor,
-        B: torch.Tensor,
-        solve: Callable[..., torch.Tensor],
-        transpose_solve: Callable[..., torch.Tensor] | None,
-        kwargs: dict[str, Any],
-        ops: Operands,
-        pattern: SparsePattern,
-    ) -> torch.Tensor:
-        A0, B0 = A.detach(), B.detach()
-        X = _checked(solve(A0, B0, **kwargs), B0, "solve")
-        ctx.A, ctx.A0, ctx.pattern, ctx.ops = A, A0, pattern, ops
-        ctx.solve, ctx.transpose_solve, ctx.kwargs = solve, transpose_solve, kwargs
-        ctx.save_for_backward(X)
-        return X
+class _UserSolver:
+    """A user's ``solve``/``transpose_solve`` pair as a solver for :func:`~sparseprec.ops._solve_rule.linear_solve`.
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, G: torch.Tensor):
-        (X,) = ctx.saved_tensors
-        G = G.contiguous()
-        # X = A⁻¹ B  =>  dB = A⁻ᵀ G (one transposed solve) and dA = −dB Xᵀ, wanted at the stored (i, j) only.
-        if ctx.transpose_solve is not None:
-            dB = _checked(ctx.transpose_solve(ctx.A0, G, **ctx.kwargs), G, "transpose_solve")
+    The functions receive ``A`` (without autograd history) and the right-hand side in the user's shape (1-D for a 1-D
+    ``B``); ``Aᵀ`` for a missing ``transpose_solve`` is built once, on first use.
+    """
+
+    def __init__(self, A: torch.Tensor, pattern: SparsePattern, solve, transpose_solve, kwargs, vector: bool):
+        self.A, self.pattern, self.kwargs, self.vector = A.detach(), pattern, kwargs, vector
+        self.solve_fn, self.transpose_solve_fn = solve, transpose_solve
+        self._At: torch.Tensor | None = None
+
+    def solve(self, B: torch.Tensor, transpose: bool) -> torch.Tensor:
+        if B.numel() == 0:
+            return B.new_zeros(B.shape)
+        rhs = B.reshape(-1) if self.vector else B
+        if not transpose:
+            X, who = self.solve_fn(self.A, rhs, **self.kwargs), "solve"
+        elif self.transpose_solve_fn is not None:
+            X, who = self.transpose_solve_fn(self.A, rhs, **self.kwargs), "transpose_solve"
         else:
-            At = _transpose(ctx.A0, ctx.pattern)
-            dB = _checked(ctx.solve(At, G, **ctx.kwargs), G, "solve (on Aᵀ, for the gradient)")
-        grad_A = None
-        if ctx.needs_input_grad[0]:
-            pattern = ctx.pattern
-            minus_X = ctx.ops.to_kernel(X).neg()
-            kernel = pattern.kernel_matrix(pattern.kernel_values(ctx.A0))
-            dA = sampled_product(pattern, kernel, ctx.ops.to_kernel(dB), minus_X)
-            grad_A = pattern.gradient_like(ctx.A, dA)
-        grad_B = dB if ctx.needs_input_grad[1] else None
-        return grad_A, grad_B, None, None, None, None, None
+            if self._At is None:
+                self._At = _transpose(self.A, self.pattern)
+            X, who = self.solve_fn(self._At, rhs, **self.kwargs), "solve (on Aᵀ, for the gradient)"
+        return _checked(X, rhs, who).reshape(B.shape)
 
 
 def sparse_generic_solve(
@@ -94,7 +80,9 @@ def sparse_generic_solve(
         \frac{\partial L}{\partial A_{ij}} = -\sum_k \Lambda_{ik} X_{jk} \quad \text{for stored } (i, j) \text{ only,}
 
     one transposed solve and a sampled product on the stored pattern (O(nnz k) time, no ``n × n`` intermediate).
-    The gradients are exact to the accuracy of the two solves.
+    The gradients are exact to the accuracy of the two solves. Under ``create_graph=True`` the backward's solve and
+    product are recorded as well, so second derivatives (w.r.t. ``A``'s stored values and ``B``) are exact to the
+    accuracy of the solves, with any solver.
 
     Parameters
     ----------
@@ -148,4 +136,8 @@ def sparse_generic_solve(
     for name, fn in (("solve", solve), ("transpose_solve", transpose_solve)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable as {name}(A, B, **kwargs), got {type(fn).__name__}")
-    return _SparseGenericSolve.apply(A, B, solve, transpose_solve, kwargs, ops, pattern_of(A))
+    pattern = pattern_of(A)
+    values = stored_values(A, pattern)
+    solver = _UserSolver(A, pattern, solve, transpose_solve, kwargs, vector=B.dim() == 1)
+    X = linear_solve(values, ops.B2, solver, pattern)
+    return X.reshape(ops.out_shape)

@@ -3,43 +3,13 @@
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from ._operands import Operands, operands
-from ._pattern import SparsePattern, pattern_of
-from ._sampled import sampled_product
+from ._operands import operands
+from ._pattern import pattern_of
+from ._products import kernel_mm
+from ._values import stored_values
 
 __all__ = ["sparse_mm"]
-
-
-class _SparseMM(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx, A: torch.Tensor, B: torch.Tensor, transpose: bool, ops: Operands, pattern: SparsePattern
-    ) -> torch.Tensor:
-        values = pattern.kernel_values(A)
-        kernel = pattern.transposed_kernel_matrix(values) if transpose else pattern.kernel_matrix(values)
-        C = kernel @ ops.B2  # shape: (b n, p)
-        ctx.A, ctx.ops, ctx.pattern, ctx.values, ctx.B_shape = A, ops, pattern, values, B.shape
-        ctx.transpose = transpose
-        return C.reshape(ops.out_shape)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, G: torch.Tensor):
-        A, ops, pattern, values = ctx.A, ctx.ops, ctx.pattern, ctx.values
-        G2 = ops.to_kernel(G)  # shape: (b n, p)
-        grad_A = grad_B = None
-        if ctx.needs_input_grad[0]:
-            # C = A B: dA_ij = sum_k G_ik B_jk; C = A^T B: dA_ij = sum_k B_ik G_jk; at stored (i, j) only
-            U, V = (ops.B2, G2) if ctx.transpose else (G2, ops.B2)
-            dA = sampled_product(pattern, pattern.kernel_matrix(values), U, V)
-            grad_A = pattern.gradient_like(A, dA)
-        if ctx.needs_input_grad[1]:
-            # dB = A^T G (A^T's CSR index data cached on the pattern), or A G for the transposed product
-            kernel = pattern.kernel_matrix(values) if ctx.transpose else pattern.transposed_kernel_matrix(values)
-            grad_B = (kernel @ G2).reshape(ctx.B_shape)
-        return grad_A, grad_B, None, None, None
 
 
 def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> torch.Tensor:
@@ -62,8 +32,10 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> t
     The gradient w.r.t. ``A`` is a sparse tensor with ``A``'s layout and indices (for an uncoalesced COO ``A``: its
     coalesced indices, duplicates summed as torch does); the gradient w.r.t. ``B`` is dense. No ``n x m`` dense
     intermediate is formed: ``dA`` is a sampled dense-dense product on the stored pattern, O(nnz p) time and O(nnz)
-    memory. Pattern-derived index data (CSR row pointers of a COO input, the transpose's CSR) is computed once per
-    sparsity pattern and cached (see :func:`sparseprec.ops.clear_pattern_cache`).
+    memory. The backward is itself written with these two products, so the op is differentiable any number of
+    times (Hessians and Hessian-vector products through ``A`` and ``B`` are exact). Pattern-derived index data (CSR
+    row pointers of a COO input, the transpose's CSR) is computed once per sparsity pattern and cached (see
+    :func:`sparseprec.ops.clear_pattern_cache`).
 
     Parameters
     ----------
@@ -96,9 +68,9 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> t
     >>> A = torch.tensor([[2.0, 0.0], [1.0, 3.0]]).to_sparse_csr().requires_grad_()
     >>> B = torch.tensor([[1.0], [2.0]])
     >>> C = sparse_mm(A, B)
-    >>> C
+    >>> C.detach()
     tensor([[2.],
-            [7.]], grad_fn=<_SparseMMBackward>)
+            [7.]])
     >>> C.sum().backward()
     >>> A.grad.values()  # one gradient per stored entry: B_j summed over columns
     tensor([1., 1., 2.])
@@ -107,4 +79,6 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> t
             [6.]])
     """
     ops = operands(A, B, square=False, allow_vector=True, transpose=bool(transpose))
-    return _SparseMM.apply(A, B, bool(transpose), ops, pattern_of(A))
+    pattern = pattern_of(A)
+    C = kernel_mm(stored_values(A, pattern), ops.B2, pattern, transpose=bool(transpose))  # shape: (b n, p)
+    return C.reshape(ops.out_shape)

@@ -3,67 +3,37 @@
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from ._operands import Operands, operands
+from ._operands import operands
 from ._pattern import SparsePattern, pattern_of
-from ._sampled import sampled_product
+from ._solve_rule import linear_solve
+from ._values import stored_values
 
 __all__ = ["sparse_triangular_solve"]
 
 
-def _solve(kernel: torch.Tensor, B2: torch.Tensor, upper: bool, unitriangular: bool, transpose: bool) -> torch.Tensor:
-    # torch's CSR triangular solve (MKL on CPU, cuSPARSE on CUDA); a block-diagonal kernel is solved in one call.
-    if kernel.values().numel() == 0:  # only reachable with unitriangular=True: A = I (MKL returns NaN here)
-        return B2.clone()
-    return torch.triangular_solve(B2, kernel, upper=upper, transpose=transpose, unitriangular=unitriangular).solution
+class _Triangular:
+    """The triangular kernel as a solver for :func:`~sparseprec.ops._solve_rule.linear_solve`."""
 
+    def __init__(self, pattern: SparsePattern, values: torch.Tensor, upper: bool, unitriangular: bool, name: str):
+        self.pattern, self.values, self.name = pattern, values, name
+        self.upper, self.unitriangular = upper, unitriangular
+        self.kernel = pattern.kernel_matrix(values)
 
-class _SparseTriangularSolve(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx,
-        A: torch.Tensor,
-        B: torch.Tensor,
-        upper: bool,
-        unitriangular: bool,
-        transpose: bool,
-        ops: Operands,
-        pattern: SparsePattern,
-    ) -> torch.Tensor:
-        values = pattern.kernel_values(A)
-        kernel = pattern.kernel_matrix(values)
-        X = _solve(kernel, ops.B2, upper, unitriangular, transpose)  # shape: (b n, p)
+    def solve(self, B: torch.Tensor, transpose: bool) -> torch.Tensor:
+        if B.numel() == 0:
+            return B.new_zeros(B.shape)
+        if self.pattern.nnz == 0:  # only reachable with unitriangular=True: A = I (MKL returns NaN here)
+            return B.clone()
+        # torch's CSR triangular solve (MKL on CPU, cuSPARSE on CUDA); a block-diagonal kernel is solved in one call.
+        X = torch.triangular_solve(
+            B, self.kernel, upper=self.upper, transpose=transpose, unitriangular=self.unitriangular
+        ).solution
         # A zero pivot always makes the solution non-finite; the sum finds that in one cheap pass, and only then is
         # the diagonal inspected to name the row.
-        if not unitriangular and not bool(torch.isfinite(X.sum())):
-            pattern.raise_if_zero_diagonal(values, "A")
-        ctx.A, ctx.pattern, ctx.kernel, ctx.ops, ctx.B_shape = A, pattern, kernel, ops, B.shape
-        ctx.flags = (upper, unitriangular, transpose)
-        ctx.save_for_backward(X)
-        return X.reshape(ops.out_shape)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, G: torch.Tensor):
-        (X,) = ctx.saved_tensors
-        upper, unitriangular, transpose = ctx.flags
-        pattern, kernel = ctx.pattern, ctx.kernel
-        # X = op(A)^{-1} B with op(A) = A or A^T.  dB = op(A)^{-T} G: one more solve with the transpose flag flipped.
-        dB = _solve(kernel, ctx.ops.to_kernel(G), upper, unitriangular, not transpose)
-        grad_A = None
-        if ctx.needs_input_grad[0]:
-            # d op(A) = -dB X^T, so dA_ij = -sum_k dB_ik X_jk (transpose=False) or -sum_k X_ik dB_jk (transpose=True),
-            # evaluated at the stored (i, j) only.
-            # (the sign goes on X, n x p, rather than on the nnz-long result)
-            minus_X = X.neg()
-            if transpose:
-                dA = sampled_product(pattern, kernel, minus_X, dB)
-            else:
-                dA = sampled_product(pattern, kernel, dB, minus_X)
-            grad_A = pattern.gradient_like(ctx.A, dA)
-        grad_B = dB.reshape(ctx.B_shape) if ctx.needs_input_grad[1] else None
-        return grad_A, grad_B, None, None, None, None, None
+        if not self.unitriangular and not bool(torch.isfinite(X.sum())):
+            self.pattern.raise_if_zero_diagonal(self.values, self.name)
+        return X
 
 
 def sparse_triangular_solve(
@@ -89,7 +59,9 @@ def sparse_triangular_solve(
 
     The gradient w.r.t. ``A`` has ``A``'s layout and indices (coalesced indices for an uncoalesced COO ``A``); no
     dense ``n x n`` intermediate is formed. A batched ``A`` is solved as one block-diagonal triangular system whose
-    index data is built once per pattern and cached, so a batch costs one kernel call.
+    index data is built once per pattern and cached, so a batch costs one kernel call. The backward is one more
+    triangular solve and a sampled product, both on the autograd graph under ``create_graph=True``: the op is
+    differentiable any number of times w.r.t. ``A``'s stored values and ``B``.
 
     Parameters
     ----------
@@ -125,9 +97,9 @@ def sparse_triangular_solve(
     >>> L = torch.tensor([[2.0, 0.0], [1.0, 4.0]]).to_sparse_csr().requires_grad_()
     >>> B = torch.tensor([[2.0], [5.0]])
     >>> X = sparse_triangular_solve(L, B, upper=False)
-    >>> X
+    >>> X.detach()
     tensor([[1.],
-            [1.]], grad_fn=<_SparseTriangularSolveBackward>)
+            [1.]])
     >>> X.sum().backward()
     >>> L.grad.values()  # gradient at the three stored entries only
     tensor([-0.3750, -0.2500, -0.2500])
@@ -135,4 +107,7 @@ def sparse_triangular_solve(
     ops = operands(A, B, square=True, allow_vector=True)
     pattern = pattern_of(A)
     pattern.check_triangular(bool(upper), bool(unitriangular), "A")
-    return _SparseTriangularSolve.apply(A, B, bool(upper), bool(unitriangular), bool(transpose), ops, pattern)
+    values = stored_values(A, pattern)
+    solver = _Triangular(pattern, values.detach(), bool(upper), bool(unitriangular), "A")
+    X = linear_solve(values, ops.B2, solver, pattern, transpose=bool(transpose))  # shape: (b n, p)
+    return X.reshape(ops.out_shape)

@@ -1,18 +1,19 @@
-"""The derivative of a linear solve, written once and shared by every solver.
+"""The derivative of an iterative solve: the ops' solve rule for a sparse ``A``, a residual construction otherwise.
 
 For ``X = A⁻¹ B`` and an upstream gradient ``G = ∂L/∂X``, differentiating ``A X = B`` gives ``dA X + A dX = dB``, so
 
     ∂L/∂B = A⁻ᵀ G =: Λ,        ∂L/∂A = −Λ Xᵀ   (a sparse A: only at its stored entries).
 
-Both follow from one construction that autograd can run for any kind of ``A`` (sparse, dense, or a callable that
-captures learnable tensors): with the solution ``X*`` computed without autograd, return
+A sparse ``A`` goes through :func:`sparseprec.ops._solve_rule.linear_solve` (the one rule every solve of the library
+uses) with this solver's forward and adjoint solves: exact to any order of differentiation, to the accuracy of the
+solves. A dense ``A`` or a callable that captures learnable tensors gets the gradient from one construction that
+autograd can run for any kind of ``A``: with the solution ``X*`` computed without autograd, return
 
     X = X* + Φ(B − A X*),        Φ(r) = 0 in the forward pass,   ∂L/∂r = A⁻ᵀ ∂L/∂Φ in the backward pass.
 
 The value is ``X*``. Backward, ``∂L/∂r = Λ``; the residual's graph then hands ``Λ`` to ``B`` and ``−Λ X*ᵀ`` to ``A``
-(through :func:`sparseprec.ops.sparse_mm` for a sparse ``A``: a sampled product on the stored pattern, no ``n × n``
-intermediate; through the callable's own autograd graph otherwise). The only solve in the backward pass is
-``Aᵀ Λ = G``, done by the same solver settings as the forward.
+(through the callable's own autograd graph). ``X*`` is a constant there, so this construction is differentiable once:
+its derivative raises :class:`sparseprec.NotTwiceDifferentiableError` when differentiated again.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.autograd.function import once_differentiable
 
+from ..ops._once import first_derivative_only
+from ..ops._solve_rule import linear_solve
+from ..ops._values import stored_values
 from ._operator import Operator
 
-__all__ = ["attach_solve_gradient"]
+__all__ = ["attach_solve_gradient", "needs_gradient"]
 
 
 class _AdjointOfZero(torch.autograd.Function):
@@ -36,9 +39,26 @@ class _AdjointOfZero(torch.autograd.Function):
         return torch.zeros_like(residual)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, G: torch.Tensor):
-        return ctx.adjoint_solve(G.contiguous()), None
+        with torch.no_grad():
+            Lam = ctx.adjoint_solve(G.detach().contiguous())
+        return first_derivative_only(Lam, G, "a solver's gradient through a dense or callable A"), None
+
+
+class _Krylov:
+    """Forward and adjoint solves of one solver on one ``A`` as a solver for ``linear_solve`` (``(n, p)`` blocks).
+
+    The forward solution already computed is handed back for its own right-hand side instead of being solved again.
+    """
+
+    def __init__(self, B, X, forward, adjoint, vector: bool):
+        self.B, self.X, self.forward, self.adjoint, self.vector = B, X, forward, adjoint, vector
+
+    def solve(self, B: torch.Tensor, transpose: bool) -> torch.Tensor:
+        if not transpose and B is self.B:
+            return self.X
+        rhs = B.reshape(-1) if self.vector else B
+        return (self.adjoint if transpose else self.forward)(rhs).reshape(B.shape)
 
 
 def needs_gradient(op: Operator, B: torch.Tensor) -> bool:
@@ -55,12 +75,19 @@ def attach_solve_gradient(
     op: Operator,
     B: torch.Tensor,
     make_adjoint_solve: Callable[[], Callable[[torch.Tensor], torch.Tensor]],
+    forward_solve: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
-    """``X* + Φ(B − A X*)``: ``X*`` on the autograd graph of ``A`` and ``B`` (see the module docstring).
+    """``X`` (the solution, computed without autograd) on the autograd graph of ``A`` and ``B``.
 
-    ``X`` and ``B`` have the right-hand side's shape; ``make_adjoint_solve()`` returns the map ``G -> A⁻ᵀ G`` (it is
-    only asked for when something upstream requires a gradient, and may raise if it cannot be had).
+    ``X`` and ``B`` have the right-hand side's shape. ``forward_solve(R)`` is ``A⁻¹ R`` and ``make_adjoint_solve()``
+    returns the map ``G -> A⁻ᵀ G`` (asked for here, so that it raises at once if it cannot be had).
     """
+    if op.kind == "sparse":
+        values = stored_values(op.A, op.pattern)
+        n = op.n
+        B2 = B.reshape(n, -1)
+        solver = _Krylov(B2, X.reshape(n, -1), forward_solve, make_adjoint_solve(), op.vector)
+        return linear_solve(values, B2, solver, op.pattern).reshape(X.shape)
     residual = B - op.apply(X)
     if not residual.requires_grad:  # e.g. a callable that captures nothing learnable
         return X

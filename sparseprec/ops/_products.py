@@ -1,0 +1,95 @@
+"""The two products every op is made of, on the kernel matrix (values + cached pattern), each the other's derivative.
+
+* ``kernel_mm(v, B)``: :math:`C = K B` (or :math:`K^\\top B`), :math:`K` the kernel CSR matrix with values ``v``;
+* ``sampled_product(U, V)``: :math:`s_e = \\sum_k U_{i_e k} V_{j_e k}`, the entries of :math:`U V^\\top` at the
+  stored positions only (never forming :math:`U V^\\top`).
+
+Backward of the product, with :math:`G = \\partial L/\\partial C`: :math:`\\partial L/\\partial B = K^\\top G`
+(a product) and :math:`\\partial L/\\partial v = \\mathrm{sampled}(G, B)` (:math:`\\mathrm{sampled}(B, G)` for
+:math:`K^\\top B`). Backward of the sampled product, with :math:`g = \\partial L/\\partial s` and :math:`S` the kernel
+matrix holding :math:`g`: :math:`\\partial L/\\partial U = S V`, :math:`\\partial L/\\partial V = S^\\top U` (products).
+Each backward calls the other's autograd function, so both are differentiable any number of times, at O(nnz p) per
+derivative and without a dense ``n x n`` intermediate.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._pattern import SparsePattern
+
+__all__ = ["kernel_mm", "sampled_product"]
+
+
+def _sampled(pattern: SparsePattern, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    if pattern.nnz == 0 or U.shape[-1] == 0:
+        return U.new_zeros(pattern.nnz)
+    if U.shape[-1] == 1:
+        u = U.reshape(-1).index_select(0, pattern.row)
+        return u.mul_(V.reshape(-1).index_select(0, pattern.col))
+    kernel = pattern.kernel_matrix(U.new_zeros(pattern.nnz))  # values ignored (beta = 0)
+    return torch.sparse.sampled_addmm(kernel, U, V.transpose(0, 1), beta=0.0).values()
+
+
+def _mm(values: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, transpose: bool) -> torch.Tensor:
+    rows = pattern.n_cols if transpose else pattern.n_rows
+    if B.shape[-1] == 0 or pattern.nnz == 0:
+        return B.new_zeros(rows, B.shape[-1])
+    kernel = pattern.transposed_kernel_matrix(values) if transpose else pattern.kernel_matrix(values)
+    return kernel @ B
+
+
+class _KernelMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, transpose: bool) -> torch.Tensor:
+        ctx.save_for_backward(values, B)
+        ctx.pattern, ctx.transpose = pattern, transpose
+        return _mm(values, B, pattern, transpose)
+
+    @staticmethod
+    def backward(ctx, G: torch.Tensor):
+        values, B = ctx.saved_tensors
+        G = G.contiguous()
+        grad_values = grad_B = None
+        if ctx.needs_input_grad[0]:
+            # C = K B: dK_ij = sum_k G_ik B_jk; C = Kᵀ B: dK_ij = sum_k B_ik G_jk; at stored (i, j) only
+            U, V = (B, G) if ctx.transpose else (G, B)
+            grad_values = sampled_product(ctx.pattern, U, V)
+        if ctx.needs_input_grad[1]:
+            grad_B = kernel_mm(values, G, ctx.pattern, transpose=not ctx.transpose)
+        return grad_values, grad_B, None, None
+
+
+class _SampledProduct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, U: torch.Tensor, V: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
+        ctx.save_for_backward(U, V)
+        ctx.pattern = pattern
+        return _sampled(pattern, U, V)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        U, V = ctx.saved_tensors
+        grad_U = kernel_mm(g, V, ctx.pattern, transpose=False) if ctx.needs_input_grad[0] else None
+        grad_V = kernel_mm(g, U, ctx.pattern, transpose=True) if ctx.needs_input_grad[1] else None
+        return grad_U, grad_V, None
+
+
+def _recorded(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def kernel_mm(values: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, *, transpose: bool) -> torch.Tensor:
+    """:math:`K B` (``transpose=False``, ``B`` of shape ``(M, p)``) or :math:`K^\\top B` (``(N, p)``) for the kernel
+    matrix ``K`` with kernel-ordered ``values``; differentiable w.r.t. ``values`` and ``B``, any number of times."""
+    if not _recorded(values, B):
+        return _mm(values, B, pattern, transpose)
+    return _KernelMM.apply(values, B, pattern, transpose)
+
+
+def sampled_product(pattern: SparsePattern, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """Values :math:`(U V^\\top)_{i_e j_e}` at the pattern's entries, kernel order, ``(nnz,)``; ``U`` ``(N, p)``,
+    ``V`` ``(M, p)``; differentiable w.r.t. ``U`` and ``V``, any number of times."""
+    if not _recorded(U, V):
+        return _sampled(pattern, U, V)
+    return _SampledProduct.apply(U, V, pattern)

@@ -1,0 +1,112 @@
+"""The derivative of a linear solve with a sparse operand, written once for every kind of solver.
+
+For :math:`X = \\mathrm{op}(A)^{-1} B` (:math:`\\mathrm{op}(A) = A`, or :math:`A^\\top` with ``transpose``) and
+:math:`G = \\partial L/\\partial X`, differentiating :math:`\\mathrm{op}(A) X = B` gives
+:math:`d\\,\\mathrm{op}(A)\\, X + \\mathrm{op}(A)\\, dX = dB`, hence
+
+.. math::
+
+    \\frac{\\partial L}{\\partial B} = \\mathrm{op}(A)^{-\\top} G =: \\Lambda, \\qquad
+    \\frac{\\partial L}{\\partial\\, \\mathrm{op}(A)} = -\\Lambda X^\\top,
+
+read at the stored entries only: :math:`\\partial L/\\partial A_{ij} = -(\\Lambda X^\\top)_{ij}`, or
+:math:`-(X \\Lambda^\\top)_{ij}` with ``transpose``. :math:`\\Lambda` is the same solve with ``transpose`` flipped,
+done through this very function, and the gradient is a sampled product (:mod:`sparseprec.ops._products`); so the
+backward is itself differentiable, and second derivatives (Hessians, Hessian-vector products) come out exact.
+
+A *solver* supplies only ``solve(B, transpose) -> X`` for the ``(n, p)`` block ``B``, without autograd (a
+triangular kernel, a Cholesky factor, a Krylov method or any user function).
+
+Symmetric operands: when the matrix a solver inverts is symmetric and its stored values stand for both
+:math:`A_{ij}` and :math:`A_{ji}`, the derivative along the symmetric direction :math:`E_{ij} + E_{ji}` is
+:math:`s_{ij} = g_{ij} + g_{ji}` with :math:`g = -\\Lambda X^\\top`. ``symmetric="full"`` (both triangles stored)
+gives every stored entry :math:`s_{ij}/2`, so that tied parameters :math:`A_{ij} = A_{ji} = \\theta` receive
+:math:`s_{ij}`, as ``torch.linalg.cholesky`` does; ``"lower"``/``"upper"`` (one triangle stored, each off-diagonal
+value standing for both) give :math:`s_{ij}` off the diagonal and :math:`g_{ii}` on it. ``symmetric=None`` treats every
+stored value as an independent entry.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from ._pattern import SparsePattern
+from ._products import sampled_product
+
+__all__ = ["LinearSolver", "linear_solve", "symmetric_directions"]
+
+
+class LinearSolver(Protocol):
+    """What :func:`linear_solve` needs from a solver: ``op(A)⁻¹ B`` for a dense ``(n, p)`` block, no autograd."""
+
+    def solve(self, B: torch.Tensor, transpose: bool) -> torch.Tensor: ...
+
+
+def _on_diagonal(pattern: SparsePattern) -> torch.Tensor:
+    cached = pattern.__dict__.get("_on_diagonal")
+    if cached is None:
+        cached = pattern.row == pattern.col
+        pattern.__dict__["_on_diagonal"] = cached
+    return cached
+
+
+def symmetric_directions(pattern: SparsePattern, symmetric: str | None, U: torch.Tensor, V: torch.Tensor):
+    """Gradient at the stored values when :math:`\\partial L/\\partial A = U V^\\top`, under the convention
+    ``symmetric`` (see the module docstring); differentiable w.r.t. ``U`` and ``V``."""
+    g = sampled_product(pattern, U, V)
+    if symmetric is None:
+        return g
+    s = g + sampled_product(pattern, V, U)
+    if symmetric == "full":
+        return s * 0.5
+    return torch.where(_on_diagonal(pattern), s * 0.5, s)
+
+
+class _LinearSolve(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx,
+        values: torch.Tensor,
+        B: torch.Tensor,
+        solver: LinearSolver,
+        pattern: SparsePattern,
+        transpose: bool,
+        symmetric: str | None,
+    ) -> torch.Tensor:
+        X = solver.solve(B, transpose)  # shape: (n, p)
+        ctx.save_for_backward(values, X)
+        ctx.solver, ctx.pattern, ctx.transpose, ctx.symmetric = solver, pattern, transpose, symmetric
+        return X
+
+    @staticmethod
+    def backward(ctx, G: torch.Tensor):
+        values, X = ctx.saved_tensors
+        # Λ = op(A)⁻ᵀ G: the same solve, transposed, on the autograd graph when the caller builds one (create_graph)
+        Lam = linear_solve(values, G.contiguous(), ctx.solver, ctx.pattern, not ctx.transpose, ctx.symmetric)
+        grad_values = None
+        if ctx.needs_input_grad[0]:
+            # ∂L/∂op(A) = −Λ Xᵀ; for op(A) = Aᵀ that is ∂L/∂A = −X Λᵀ (the sign goes on the n x p factor)
+            U, V = (X, Lam) if ctx.transpose else (Lam, X)
+            grad_values = symmetric_directions(ctx.pattern, ctx.symmetric, U.neg(), V)
+        grad_B = Lam if ctx.needs_input_grad[1] else None
+        return grad_values, grad_B, None, None, None, None
+
+
+def linear_solve(
+    values: torch.Tensor,
+    B: torch.Tensor,
+    solver: LinearSolver,
+    pattern: SparsePattern,
+    transpose: bool = False,
+    symmetric: str | None = None,
+) -> torch.Tensor:
+    """:math:`X = \\mathrm{op}(A)^{-1} B` for the ``(n, p)`` block ``B``, with gradients w.r.t. ``B`` and ``A``'s
+    kernel-ordered stored ``values`` (see the module docstring), differentiable any number of times.
+
+    ``values`` only carries the autograd dependence (the solver already holds ``A``); the result has ``B``'s shape.
+    """
+    if not (torch.is_grad_enabled() and (values.requires_grad or B.requires_grad)):
+        return solver.solve(B, transpose)
+    return _LinearSolve.apply(values, B, solver, pattern, transpose, symmetric)

@@ -1,0 +1,149 @@
+"""Between a sparse tensor and the dense vector of its stored values: two maps, each the other's adjoint.
+
+For a sparsity pattern with stored positions :math:`(i_e, j_e)`:
+
+* ``read``: a matrix :math:`S` (sparse of any pattern, or dense) :math:`\\mapsto v_e = S_{i_e j_e}`;
+* ``wrap``: a vector :math:`v \\mapsto` the sparse matrix with value :math:`v_e` at :math:`(i_e, j_e)`.
+
+:math:`\\langle \\mathrm{read}(S), v\\rangle = \\langle S, \\mathrm{wrap}(v)\\rangle`, so the backward of one is the
+other. Each backward is written with the other's autograd function, which makes both differentiable any number of
+times (a Hessian through a sparse operand's values passes through them twice).
+
+Two orderings of the values exist (see :mod:`sparseprec.ops._pattern`):
+
+* *kernel* order: one value per distinct position, row-major (the ops' working order; an uncoalesced COO tensor's
+  duplicates are summed into it, and a gradient comes back on its coalesced indices);
+* *raw* order: the tensor's own stored values as the user gave them (``(b, nnz)`` for a batched CSR tensor; every
+  duplicate of an uncoalesced COO tensor separately, each reading the matrix at its position).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._pattern import SparsePattern, same_memory
+
+__all__ = ["stored_values", "wrap_values", "read_values"]
+
+
+def _own_indices(S: torch.Tensor, template: torch.Tensor) -> bool:
+    """``S`` stores exactly ``template``'s index tensors (same memory): its values can be read without matching."""
+    if S.layout != template.layout or S.shape != template.shape:
+        return False
+    if S.layout == torch.sparse_csr:
+        return same_memory(S.crow_indices(), template.crow_indices()) and same_memory(
+            S.col_indices(), template.col_indices()
+        )
+    return same_memory(S._indices(), template._indices())
+
+
+def _at_positions(S: torch.Tensor, pattern: SparsePattern, m: int) -> torch.Tensor:
+    """Entries of ``S`` (dense, or sparse of another pattern) at the pattern's kernel positions, ``(nnz,)``."""
+    rows, cols = pattern.row.long(), pattern.col.long()
+    if S.layout == torch.strided:
+        return S.reshape(pattern.n_rows, m)[rows, cols % m]
+    n = S.shape[-2]
+    g = S.to_sparse_coo().coalesce()
+    idx = g.indices()
+    g_rows, g_cols = (idx[0] * n + idx[1], idx[0] * m + idx[2]) if g.dim() == 3 else (idx[0], idx[1])
+    g_keys = g_rows * pattern.n_cols + g_cols
+    if g_keys.numel() == 0:  # (S.new_zeros would make a sparse tensor here)
+        return torch.zeros(pattern.nnz, dtype=S.dtype, device=S.device)
+    keys = rows * pattern.n_cols + cols
+    pos = torch.searchsorted(g_keys, keys).clamp_(max=g_keys.numel() - 1)
+    return torch.where(g_keys[pos] == keys, g.values()[pos], 0)
+
+
+def _read(S: torch.Tensor, template: torch.Tensor, pattern: SparsePattern, raw: bool) -> torch.Tensor:
+    if _own_indices(S, template):
+        if S.layout == torch.sparse_csr:
+            return S.values() if raw else S.values().reshape(-1)
+        if raw or pattern.inverse is None:
+            return S._values()
+        return pattern.kernel_values(S)  # duplicates summed into the kernel order
+    if S.layout == torch.sparse_coo and template.layout == torch.sparse_coo and S.is_coalesced():
+        if pattern.coo_grad_indices is not None and same_memory(S._indices(), pattern.coo_grad_indices):
+            kernel = S._values()  # a kernel-ordered gradient of an uncoalesced tensor (see ``wrap``)
+        else:
+            kernel = _at_positions(S, pattern, template.shape[-1])
+    else:
+        kernel = _at_positions(S, pattern, template.shape[-1])
+    if not raw:
+        return kernel
+    if template.layout == torch.sparse_csr:
+        return kernel.reshape(template.values().shape)
+    return kernel if pattern.inverse is None else kernel[pattern.inverse]
+
+
+def _wrap(values: torch.Tensor, template: torch.Tensor, pattern: SparsePattern, raw: bool) -> torch.Tensor:
+    if template.layout == torch.sparse_csr:
+        values = values.reshape(template.values().shape)
+        return torch.sparse_csr_tensor(
+            template.crow_indices(), template.col_indices(), values, template.shape, check_invariants=False
+        )
+    if raw:
+        return torch.sparse_coo_tensor(
+            template._indices(), values, template.shape, is_coalesced=template.is_coalesced(), check_invariants=False
+        )
+    return pattern.gradient_like(template, values)
+
+
+class _Read(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, S: torch.Tensor, template: torch.Tensor, pattern: SparsePattern, raw: bool) -> torch.Tensor:
+        ctx.template, ctx.pattern, ctx.raw = template, pattern, raw  # index data only: no autograd history
+        return _read(S, template, pattern, raw)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _Wrap.apply(grad.contiguous(), ctx.template, ctx.pattern, ctx.raw), None, None, None
+
+
+class _Wrap(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, template: torch.Tensor, pattern: SparsePattern, raw: bool) -> torch.Tensor:
+        ctx.template, ctx.pattern, ctx.raw = template, pattern, raw
+        return _wrap(values, template, pattern, raw)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _Read.apply(grad, ctx.template, ctx.pattern, ctx.raw), None, None, None
+
+
+def _template(A: torch.Tensor) -> torch.Tensor:
+    """``A`` without autograd history (the index tensors are shared, not copied)."""
+    return A.detach()
+
+
+def stored_values(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
+    """``A``'s stored values in kernel order, ``(nnz,)``, differentiable (any order) w.r.t. ``A``.
+
+    The gradient reaching ``A`` is sparse with ``A``'s layout and indices (coalesced indices for an uncoalesced COO
+    ``A``). Without autograd this is ``pattern.kernel_values(A)``: no copy for CSR and coalesced COO.
+    """
+    if not (A.requires_grad and torch.is_grad_enabled()):
+        return pattern.kernel_values(A)
+    return _Read.apply(A, _template(A), pattern, False)
+
+
+def wrap_values(values: torch.Tensor, template: torch.Tensor, pattern: SparsePattern, *, raw: bool) -> torch.Tensor:
+    """The sparse tensor with ``template``'s layout and positions holding ``values``, differentiable w.r.t. them.
+
+    ``raw=False``: ``values`` in kernel order (the result has ``template``'s coalesced positions), as every gradient
+    w.r.t. a sparse operand is returned. ``raw=True``: ``values`` in ``template``'s own stored order (its very index
+    tensors, duplicates included). The backward reads the incoming gradient (sparse of any pattern, or dense) at the
+    positions, O(nnz) and without index matching when it holds the same index tensors.
+    """
+    template = _template(template)
+    if not (values.requires_grad and torch.is_grad_enabled()):
+        return _wrap(values, template, pattern, raw)
+    return _Wrap.apply(values, template, pattern, raw)
+
+
+def read_values(S: torch.Tensor, template: torch.Tensor, pattern: SparsePattern, *, raw: bool) -> torch.Tensor:
+    """Entries of ``S`` (sparse of any pattern, or dense) at ``template``'s positions; the adjoint of
+    :func:`wrap_values`, differentiable w.r.t. ``S``."""
+    template = _template(template)
+    if not (S.requires_grad and torch.is_grad_enabled()):
+        return _read(S, template, pattern, raw)
+    return _Read.apply(S, template, pattern, raw)
