@@ -42,7 +42,7 @@ class TriangularFactor:
         self.unit = unit
         self.n = L.shape[-1]
         self.batch: int | None = L.shape[0] if L.dim() == 3 else None
-        self.pattern = pattern_of(L)
+        self.pattern = pattern_of(L, name)
         self.pattern.check_triangular(upper=False, unitriangular=unit, name=name)
         self.values = stored_values(L, self.pattern)
         self.kernel = self._kernel_with(self.values)

@@ -108,3 +108,32 @@ def test_sparse_mvn_hessian_wrt_factor_values(form, ldl):
         return dense_reference(form, dense_from_values(case, v), case.d, case.loc).log_prob(x)
 
     torch.testing.assert_close(hessian(ours, v0), hessian(dense, v0))
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_posterior_log_prob_hessian_wrt_observations(solver):
+    """x | y of y = A x + e: μ_post = μ + Q_post⁻¹ Aᵀ R (y − A μ), so d²/dy² log p(x | y) = −R A Q_post⁻¹ Aᵀ R."""
+    Q = _issue_precision()
+    A = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 1.0]], dtype=DT)
+    R = torch.tensor([2.0, 3.0], dtype=DT)
+    prior = GMRF(torch.zeros(3, dtype=DT), Q.to_sparse_csr())
+    x = torch.tensor([0.3, -0.2, 0.1], dtype=DT)
+    y = torch.tensor([1.0, -1.0], dtype=DT)
+
+    def log_prob(y):
+        post = prior.condition(A.to_sparse_csr(), y, R, solver=solver)
+        return post.log_prob(x)
+
+    Q_post = Q + A.T @ torch.diag(R) @ A
+    expected = -torch.diag(R) @ A @ torch.linalg.inv(Q_post) @ A.T @ torch.diag(R)
+    torch.testing.assert_close(hessian(log_prob, y), expected, rtol=1e-6, atol=1e-8)
+
+
+def test_icar_hessian_wrt_value_is_minus_q():
+    from sparseprec.distributions import ICAR
+    from sparseprec.structures import adjacency_from_pairs
+
+    W = adjacency_from_pairs([(0, 1), (1, 2), (2, 3), (0, 3), (1, 3)])
+    d = ICAR(W, tau=2.0)
+    x = torch.tensor([0.5, -0.25, 0.25, -0.5], dtype=d.precision.dtype)
+    torch.testing.assert_close(hessian(d.log_prob, x), -d.precision.to_dense())
