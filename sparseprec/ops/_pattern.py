@@ -18,7 +18,10 @@ cache holds a reference to the tensors it saw, so their memory cannot be reused 
 an in-place change through the sparse tensor's own index tensors bumps the version and drops the stale entry) and then
 by value with ``torch.equal`` (O(nnz), far cheaper than a sort). A
 training loop that rebuilds ``torch.sparse_coo_tensor(indices, values)`` every step, or even calls ``.coalesce()``
-every step, therefore pays the COO->CSR conversion once. The cache keeps the :data:`CACHE_SIZE` most recently used
+every step, therefore pays the COO->CSR conversion once. A pattern is checked when it is built, before any index
+work (:func:`sparseprec._validation.check_sparse_indices`: index ranges and signs, CSR row pointers, sorted unique
+columns within each row, the order of a coalesced COO tensor), so a cache hit costs no check and an invalid pattern
+raises ``ValueError`` and is never cached. The cache keeps the :data:`CACHE_SIZE` most recently used
 patterns; :func:`clear_pattern_cache` empties it.
 
 Index tensors are treated as immutable once an op has seen them, as torch itself does (it checks sparse invariants only
@@ -33,6 +36,8 @@ import threading
 from collections import OrderedDict
 
 import torch
+
+from .._validation import check_sparse_indices
 
 __all__ = ["SparsePattern", "pattern_of", "clear_pattern_cache", "same_memory", "CACHE_SIZE"]
 
@@ -70,6 +75,8 @@ class SparsePattern:
         Row index of every kernel entry, ``(nnz,)``.
 
     The three index arrays are int32 when sizes allow, else int64.
+
+    Build it through :func:`pattern_of`, which checks ``A``'s index data first (the constructor trusts it).
     """
 
     def __init__(self, A: torch.Tensor):
@@ -238,7 +245,7 @@ class _PatternCache:
             return (A.crow_indices(), A.col_indices())
         return (A._indices(),)
 
-    def get(self, A: torch.Tensor) -> SparsePattern:
+    def get(self, A: torch.Tensor, name: str) -> SparsePattern:
         indices = self._indices(A)
         meta = (
             A.layout,
@@ -268,6 +275,8 @@ class _PatternCache:
                     self._entries[key] = (meta, indices, versions, pattern)
                     self._entries.move_to_end(key)
                     return pattern
+        # A miss: check the indices before any index work (a bad pattern must neither crash a conversion nor be cached).
+        check_sparse_indices(A, name)
         pattern = SparsePattern(A)
         with self._lock:
             self._entries[self._next] = (meta, indices, versions, pattern)
@@ -287,9 +296,25 @@ class _PatternCache:
 _CACHE = _PatternCache(CACHE_SIZE)
 
 
-def pattern_of(A: torch.Tensor) -> SparsePattern:
-    """The (cached) :class:`SparsePattern` of a validated sparse COO/CSR matrix ``A``."""
-    return _CACHE.get(A)
+def pattern_of(A: torch.Tensor, name: str = "A") -> SparsePattern:
+    """The (cached) :class:`SparsePattern` of a sparse COO/CSR matrix ``A`` that passed ``check_sparse_matrix``.
+
+    On a cache miss the index data is checked first (:func:`sparseprec._validation.check_sparse_indices`: ranges,
+    signs, CSR row pointers, sorted unique columns per row, coalesced order); a hit costs no check.
+
+    Parameters
+    ----------
+    A : torch.Tensor
+        Sparse COO or CSR matrix ``(n, m)`` or ``(b, n, m)``.
+    name : str, optional
+        The argument's name in error messages (default ``"A"``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid index data, naming ``name``, the offending entry's position and value and the allowed range.
+    """
+    return _CACHE.get(A, name)
 
 
 def clear_pattern_cache() -> None:

@@ -73,7 +73,7 @@ def sparse_csr_tensor(
             f"col_indices and values must have the same shape, got {tuple(col_indices.shape)} and {tuple(values.shape)}"
         )
     template = torch.sparse_csr_tensor(crow_indices, col_indices, values.detach(), tuple(size), check_invariants=False)
-    return wrap_values(values, template, pattern_of(template), raw=True)
+    return wrap_values(values, template, pattern_of(template, "(crow_indices, col_indices)"), raw=True)
 
 
 def sparse_coo_tensor(
@@ -134,4 +134,4 @@ def sparse_coo_tensor(
     template = torch.sparse_coo_tensor(
         indices, values.detach(), tuple(size), is_coalesced=is_coalesced, check_invariants=False
     )
-    return wrap_values(values, template, pattern_of(template), raw=True)
+    return wrap_values(values, template, pattern_of(template, "indices"), raw=True)
