@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -54,6 +56,7 @@ __all__ = [
     "summarise",
     "format_table",
     "save_figure",
+    "build_parser",
     "main",
     "cli",
 ]
@@ -113,7 +116,20 @@ def fit_svi(
     progress: bool = True,
 ) -> tuple[AutoSparseMultivariateNormal, list[float]]:
     """Fit the sparse-precision guide by SVI (Trace_ELBO, ClippedAdam with learning-rate decay); returns it and the
-    ELBO (``−loss``) per step."""
+    ELBO (``−loss``) per step.
+
+    Raises
+    ------
+    ValueError
+        If ``steps`` or ``particles`` is not a positive integer, or ``lr`` not a positive finite number.
+    FloatingPointError
+        If the fit diverges: the ELBO or a guide parameter becomes non-finite (too large a learning rate, typically).
+        No posterior is returned from a diverged fit.
+    """
+    _check_count(steps, "steps")
+    _check_count(particles, "particles")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     pyro.clear_param_store()
     init = init_to_value(values=_init_values(data), fallback=init_to_median())
     guide = AutoSparseMultivariateNormal(model, init_loc_fn=init, init_scale=0.1)
@@ -125,16 +141,48 @@ def fit_svi(
     elbo = []
     bar = tqdm(range(steps), desc="SVI", disable=not progress, file=sys.stderr)
     for step in bar:
-        elbo.append(-svi.step())
+        try:
+            loss = svi.step()
+        except ValueError as error:  # a distribution refusing a non-finite parameter: the fit diverged
+            if _non_finite_parameter() is None:
+                raise
+            raise FloatingPointError(_divergence(step, steps, lr, "a guide parameter")) from error
+        if not math.isfinite(loss):
+            raise FloatingPointError(_divergence(step, steps, lr, f"the ELBO (= {-loss})"))
+        elbo.append(-loss)
         if step % 50 == 0 or step == steps - 1:
             bar.set_postfix(elbo=f"{np.mean(elbo[-50:]):.1f}")
+    name = _non_finite_parameter()  # the last update is not seen by any ELBO evaluation
+    if name is not None:
+        raise FloatingPointError(_divergence(steps - 1, steps, lr, f"the guide parameter {name!r}"))
     return guide, elbo
+
+
+def _non_finite_parameter() -> str | None:
+    """The name of the first Pyro parameter holding a non-finite value, or None."""
+    for name, value in pyro.get_param_store().named_parameters():
+        if not bool(torch.isfinite(value).all()):
+            return name
+    return None
+
+
+def _divergence(step: int, steps: int, lr: float, what: str) -> str:
+    return (
+        f"SVI diverged: {what} became non-finite at step {step + 1} of {steps} (lr={lr:g}); no posterior is "
+        "reported from a diverged fit. Try a smaller learning rate (--lr)."
+    )
+
+
+def _check_count(value: object, name: str, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def svi_samples(
     model: Callable[[], None], guide: AutoSparseMultivariateNormal, num_samples: int
 ) -> dict[str, torch.Tensor]:
     """Posterior draws of the scalar parameters and the relative risks from the fitted guide."""
+    _check_count(num_samples, "num_samples")
     predictive = Predictive(
         model, guide=guide, num_samples=num_samples, return_sites=(*SCALARS, "relative_risk"), parallel=True
     )
@@ -146,6 +194,8 @@ def run_nuts(
     model: Callable[[], None], data: LipCancerData, num_samples: int = 1000, warmup: int = 500, progress: bool = True
 ) -> dict[str, torch.Tensor]:
     """NUTS on the same model (same priors, same ICAR support through its bijection); draws as :func:`svi_samples`."""
+    _check_count(num_samples, "num_samples")
+    _check_count(warmup, "warmup", minimum=0)
     init = init_to_value(values=_init_values(data), fallback=init_to_median())
     mcmc = MCMC(NUTS(model, init_strategy=init), num_samples=num_samples, warmup_steps=warmup,
                 disable_progbar=not progress)  # fmt: skip
@@ -245,30 +295,111 @@ def save_figure(path: Path, data: LipCancerData, risk: np.ndarray, elbo: list[fl
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Summary]:
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"  # argparse's fallback message names the type
+    return parse
+
+
+def _positive_finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}") from None
+    if not 0 <= value < 2**32:  # NumPy's seed range (pyro.set_rng_seed seeds NumPy too)
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {value}")
+    return value
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (a file) or create files in it (a directory)."""
+    return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
+
+
+def _png_path(text: str) -> Path:
+    """A ``.png`` path that can be written: its directory exists and is writable, and it is not a directory."""
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"expected a path ending in .png, got {text!r}")
+    directory = path.parent
+    if not directory.is_dir():
+        raise argparse.ArgumentTypeError(f"the directory of {text!r} ({str(directory)!r}) does not exist")
+    if not _writable(directory):
+        raise argparse.ArgumentTypeError(f"the directory of {text!r} ({str(directory)!r}) is not writable")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a file path, got the directory {text!r}")
+    if path.exists() and not _writable(path):
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not writable")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of the demo. Every option is checked when parsed (counts positive, the learning rate positive
+    and finite, the output a writable ``.png`` path), so a bad value stops the command at once with status 2, before
+    the data are loaded or anything is fitted.
+
+    Examples
+    --------
+    >>> from sparseprec.examples.lip_cancer import build_parser
+    >>> args = build_parser().parse_args(["--lr", "0.01", "--steps", "500", "--no-plot"])
+    >>> args.lr, args.steps, args.particles
+    (0.01, 500, 4)
+    """
     parser = argparse.ArgumentParser(
         prog="python -m sparseprec.examples.lip_cancer", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--steps", type=int, default=3000, help="SVI steps (default 3000)")
-    parser.add_argument("--lr", type=float, default=0.02, help="initial learning rate of ClippedAdam (default 0.02)")
-    parser.add_argument("--particles", type=int, default=4, help="ELBO particles per step (default 4)")
-    parser.add_argument("--samples", type=int, default=2000, help="posterior draws for the summary (default 2000)")
+    positive = _int_at_least(1)
+    parser.add_argument("--steps", type=positive, default=3000, help="SVI steps (default 3000)")
+    parser.add_argument("--lr", type=_positive_finite_float, default=0.02,
+                        help="initial learning rate of ClippedAdam, positive (default 0.02)")  # fmt: skip
+    parser.add_argument("--particles", type=positive, default=4, help="ELBO particles per step (default 4)")
+    parser.add_argument("--samples", type=positive, default=2000, help="posterior draws for the summary (default 2000)")
     parser.add_argument("--nuts", action="store_true", help="also run NUTS on the same model and compare")
-    parser.add_argument("--nuts-samples", type=int, default=1000)
-    parser.add_argument("--nuts-warmup", type=int, default=500)
+    parser.add_argument("--nuts-samples", type=_int_at_least(2), default=1000,
+                        help="NUTS draws, at least 2 (default 1000)")  # fmt: skip
+    parser.add_argument("--nuts-warmup", type=_int_at_least(0), default=500, help="NUTS warm-up steps (default 500)")
     parser.add_argument(
         "--islands", action="store_true", help="use the graph whose three island districts have no neighbours"
     )
-    parser.add_argument(
-        "--output", type=Path, default=Path("lip_cancer.png"), help="PNG to write (default ./lip_cancer.png)"
-    )
+    parser.add_argument("--output", type=_png_path, default=Path("lip_cancer.png"),
+                        help="PNG to write, in an existing writable directory (default ./lip_cancer.png)")  # fmt: skip
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed, in [0, 2**32) (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Summary]:
+    """Run the demo with the command-line arguments ``argv`` (default ``sys.argv[1:]``); returns the summaries.
+
+    Bad arguments exit with status 2 and a message before any work (see :func:`build_parser`); a fit that diverges
+    exits with status 1 and a message instead of reporting a posterior.
+    """
+    parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("steps", "particles", "samples", "nuts_samples"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not args.no_plot:  # the default path is not parsed by argparse: check it as well, before the fit
+        try:
+            _png_path(str(args.output))
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"argument --output: {error}")
 
     pyro.set_rng_seed(args.seed)
     data = load_scotland_lip_cancer(islands=args.islands)
@@ -276,7 +407,11 @@ def main(argv: list[str] | None = None) -> dict[str, Summary]:
           f"{data.pairs.shape[0]} neighbour pairs{' (islands unlinked)' if args.islands else ''}")  # fmt: skip
     start = time.perf_counter()
     model = bym2_model(data)
-    guide, elbo = fit_svi(model, data, steps=args.steps, lr=args.lr, particles=args.particles, progress=not args.quiet)
+    try:
+        guide, elbo = fit_svi(model, data, steps=args.steps, lr=args.lr, particles=args.particles,
+                              progress=not args.quiet)  # fmt: skip
+    except FloatingPointError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     svi_seconds = time.perf_counter() - start
     print(f"SVI: {args.steps} steps in {svi_seconds:.1f} s; final ELBO (mean of last 100 steps) "
           f"{np.mean(elbo[-100:]):.2f}; guide: {guide.latent_dim} latent coordinates, "
@@ -302,14 +437,16 @@ def main(argv: list[str] | None = None) -> dict[str, Summary]:
             save_figure(args.output, data, risk.numpy(), elbo)
         except ImportError as error:
             print(f"\nNo PNG written: {error}. Install matplotlib (pip install -e '.[examples]') for the figure.")
+        except OSError as error:  # checked before the fit; the file system may still change during it
+            parser.exit(1, f"{parser.prog}: error: could not write {args.output}: {error}\n")
         else:
             print(f"\nWrote {args.output} (relative-risk map and ELBO trace)")
     return summaries
 
 
-def cli() -> None:
+def cli(argv: list[str] | None = None) -> None:
     """Console entry point ``sparseprec-lip-cancer`` (same options as ``python -m sparseprec.examples.lip_cancer``)."""
-    main()
+    main(argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,14 @@ parameters, on a fixed pattern (e.g. each inducing point's nearest neighbours �
 With the default pattern (the diagonal only) it is ``MeanFieldVariationalDistribution``; with the full lower triangle
 it is ``CholeskyVariationalDistribution`` (``"scale"``). Memory O(nnz) per batch element: no ``m × m`` parameter.
 Gradients reach the factor values at their stored entries (sparseprec's ops).
+
+The state dict carries the pattern (buffer ``factor_pattern``) and the parameterisation (extra state), because
+``factor_values`` mean nothing without them: loading a state dict saved with another pattern or parameterisation is
+refused (``load_state_dict`` raises ``RuntimeError`` naming them, also with ``strict=False``) rather than giving another
+covariance. A state dict saved before the pattern was stored (``factor_values`` without ``factor_pattern``) is refused
+too, since its pattern is unknown; to load one known to come from a distribution with the same pattern and
+parameterisation, first add this distribution's ``factor_pattern`` and ``_extra_state`` entries to it (stating that
+the patterns agree).
 """
 
 from __future__ import annotations
@@ -23,7 +31,6 @@ from linear_operator.operators import LinearOperator, RootLinearOperator
 
 from .._validation import lower_pattern_pairs
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
-from ..ops._pattern import _rows_from_crow
 
 __all__ = ["SparseCholeskyVariationalDistribution"]
 
@@ -139,6 +146,20 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
     parameterization : str
         ``"precision"`` (``S⁻¹ = L Lᵀ``, default) or ``"scale"`` (``S = L Lᵀ``).
 
+    Attributes
+    ----------
+    factor_values : torch.nn.Parameter
+        ``(*batch_shape, nnz)``: the stored values of ``L`` (diagonal included).
+    factor_pattern : torch.Tensor
+        ``(2, nnz)`` int64 buffer: ``(row, column)`` of ``L``'s entry held by each element of ``factor_values``
+        (rows ascending, columns ascending within a row). Part of the state dict.
+
+    Raises
+    ------
+    RuntimeError
+        From ``load_state_dict`` (with ``strict=True`` or ``False``), when the state dict was saved with another
+        pattern, size or parameterisation, or holds ``factor_values`` without a pattern; see the module.
+
     Examples
     --------
     >>> import torch
@@ -146,6 +167,16 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
     >>> q = SparseCholeskyVariationalDistribution(100, pattern=torch.stack([torch.arange(1, 100), torch.arange(99)]))
     >>> q.factor_values.shape, q().event_shape  # 100 diagonal + 99 sub-diagonal entries: no 100 × 100 parameter
     (torch.Size([199]), torch.Size([100]))
+
+    The pattern travels with the state dict; another pattern of the same size is refused:
+
+    >>> skip_one = torch.stack([torch.arange(2, 100), torch.arange(98)])  # (i + 2, i) instead of (i + 1, i)
+    >>> other = SparseCholeskyVariationalDistribution(100, pattern=skip_one)
+    >>> try:
+    ...     other.load_state_dict(q.state_dict())
+    ... except RuntimeError as error:
+    ...     print("factor_pattern" in str(error))
+    True
     """
 
     def __init__(
@@ -168,18 +199,81 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
             rows, cols = lower_pattern_pairs(pattern, m, "num_inducing_points")
         keys = np.unique(np.concatenate([rows * m + cols, np.arange(m) * (m + 1)]))
         r, c = keys // m, keys % m
+        # index data used by the computations (CPU; moved per call); the buffer is the pattern as saved and loaded
         self._crow = torch.from_numpy(np.concatenate([[0], np.cumsum(np.bincount(r, minlength=m))]).astype(np.int64))
         self._col = torch.from_numpy(c.astype(np.int64))
         self._diagonal_positions = torch.from_numpy(np.flatnonzero(r == c).astype(np.int64))
+        self.register_buffer("factor_pattern", torch.from_numpy(np.stack([r, c]).astype(np.int64)))
         values = torch.zeros(*batch_shape, keys.size)
         values[..., self._diagonal_positions] = 1.0
         self.register_parameter("variational_mean", torch.nn.Parameter(torch.zeros(*batch_shape, m)))
         self.register_parameter("factor_values", torch.nn.Parameter(values))
 
-    @property
-    def factor_pattern(self) -> torch.Tensor:
-        """``(2, nnz)``: ``(row, column)`` of ``L``'s entry held by each element of ``factor_values``."""
-        return torch.stack([_rows_from_crow(self._crow, self._col.numel()), self._col])
+    def get_extra_state(self) -> dict:
+        """The parameterisation, saved in the state dict (``factor_values`` mean ``L`` of ``S⁻¹`` or of ``S``)."""
+        return {"parameterization": self.parameterization}
+
+    def set_extra_state(self, state: object) -> None:
+        """Accept a saved parameterisation only if it is this distribution's (it cannot be changed by loading)."""
+        saved = state.get("parameterization") if isinstance(state, dict) else state
+        if saved != self.parameterization:
+            raise ValueError(
+                f"state_dict: parameterization must be {self.parameterization!r} (this distribution's), got {saved!r}"
+            )
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        # factor_values are positions on a pattern: loaded onto another pattern they give another covariance. A
+        # mismatch is an error (error_msgs makes load_state_dict raise; torch passes strict=True here whatever the
+        # caller's strict, so strict=False cannot be told apart and is refused too) and nothing here is loaded.
+        problems = self._state_dict_mismatches(state_dict, prefix)
+        pattern_key = prefix + "factor_pattern"
+        if not problems and pattern_key not in state_dict and prefix + "factor_values" in state_dict:
+            problems.append(
+                f"{pattern_key!r} is missing (a state dict saved before sparseprec stored the pattern), so its "
+                "factor_values cannot be checked against this distribution's pattern; if it was saved from a "
+                "distribution with this pattern and parameterization, add this distribution's 'factor_pattern' "
+                "and '_extra_state' entries of state_dict() to it under the same prefix"
+            )
+        if problems:
+            error_msgs.extend(f"SparseCholeskyVariationalDistribution: {problem}" for problem in problems)
+            return
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def _state_dict_mismatches(self, state_dict, prefix: str) -> list[str]:
+        """What in ``state_dict`` (this module's keys under ``prefix``) contradicts this distribution's structure."""
+        problems = []
+        key = prefix + "factor_pattern"
+        if key in state_dict:
+            saved, ours = state_dict[key], self.factor_pattern
+            if not isinstance(saved, torch.Tensor) or saved.shape != ours.shape:
+                shape = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
+                problems.append(
+                    f"{key!r} must be this distribution's pattern, of shape {tuple(ours.shape)} "
+                    f"({ours.shape[1]} entries of L for {self.num_inducing_points} inducing points), got {shape}; "
+                    "build the distribution with the saved pattern before loading"
+                )
+            elif not torch.equal(saved.to(ours.device, torch.int64), ours):
+                k = int(torch.nonzero((saved.to(ours.device, torch.int64) != ours).any(0))[0])
+                problems.append(
+                    f"{key!r} must be this distribution's pattern; entry {k} of L must be at "
+                    f"{tuple(ours[:, k].tolist())}, got {tuple(saved[:, k].tolist())} (same size, another pattern: "
+                    "the factor values would give another covariance); build the distribution with the saved "
+                    "pattern before loading"
+                )
+        key = prefix + "_extra_state"  # torch's key for get_extra_state
+        if key in state_dict:
+            state = state_dict[key]
+            saved = state.get("parameterization") if isinstance(state, dict) else state
+            if saved != self.parameterization:
+                problems.append(
+                    f"parameterization must be {self.parameterization!r} (this distribution's), got {saved!r} in "
+                    f"{key!r}; build the distribution with parameterization={saved!r} before loading"
+                )
+        return problems
 
     def _root(self) -> _SparseTriangular:
         return _SparseTriangular(self.factor_values, crow=self._crow, col=self._col, n=self.num_inducing_points,
@@ -214,7 +308,7 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
         if self.parameterization == "precision":
             K = prior_dist.covariance_matrix.detach()
             K = K.expand(*self.variational_mean.shape[:-1], *K.shape[-2:])
-            values = _conditional_precision_factor(K, self.factor_pattern, self._diagonal_positions)
+            values = _conditional_precision_factor(K, self.factor_pattern.cpu(), self._diagonal_positions)
             self.factor_values.data.copy_(values.to(self.factor_values))
             return
         sd = prior_dist.variance.detach().clamp_min(1e-12).sqrt().expand(self.variational_mean.shape)
