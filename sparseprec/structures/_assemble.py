@@ -9,12 +9,27 @@ O(nnz) backward.
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
+from .._validation import FLOAT_DTYPES
 from ..ops import sparse_csr_tensor
 
-__all__ = ["Pattern", "as_parameter"]
+__all__ = [
+    "Pattern",
+    "as_parameter",
+    "check_positive",
+    "as_int",
+    "as_bool",
+    "as_grid_shape",
+    "check_dtype",
+    "as_spacing",
+]
 
 
 class Pattern:
@@ -62,3 +77,73 @@ def as_parameter(x: float | torch.Tensor, name: str, dtype: torch.dtype, device:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise TypeError(f"{name} must be a float or a 0-D tensor, got {type(x).__name__}")
     return torch.tensor(float(x), dtype=dtype, device=device)
+
+
+def check_positive(**parameters: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless every given 0-D tensor is positive and finite (NaN and ±inf are refused).
+
+    The one check of the builders' scale and precision parameters (``tau``, ``kappa``): a non-positive ``tau`` would
+    return a negative or zero "precision", a non-finite one a matrix of NaN/inf. The message names the parameters::
+
+        tau must be positive and finite, got -1.0
+    """
+    values = {name: float(value.detach()) for name, value in parameters.items()}
+    bad = [name for name, value in values.items() if not math.isfinite(value) or not value > 0]
+    if bad:
+        names = " and ".join(values)
+        got = (
+            str(values[bad[0]]) if len(values) == 1 else ", ".join(f"{name}={value}" for name, value in values.items())
+        )
+        raise ValueError(f"{names} must be positive and finite, got {got}")
+
+
+def as_int(value: object, name: str) -> int:
+    """``value`` as a Python ``int`` if it is an integer (``int``, NumPy integer, 0-D integer tensor), else
+    ``TypeError`` naming ``name``: a float such as ``2.5`` (or ``3.0``) or a bool is never truncated or taken as 1."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int, got a bool ({value!r})")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+
+
+def as_bool(value: object, name: str, hint: str = "") -> bool:
+    """``value`` as a ``bool`` if it is one (Python or NumPy), else ``TypeError`` naming ``name`` (and the ``hint``):
+    a flag given a number by position, such as ``rw1(n, 2.0)`` meant as ``tau``, must not pass as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}{hint}")
+    return bool(value)
+
+
+def as_grid_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
+    """A lattice shape ``(s1, s2)`` or ``(s1, s2, s3)`` of positive ints, else ``TypeError``/``ValueError`` naming
+    ``name`` (non-integer sizes such as ``2.5`` are refused, not truncated)."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Iterable):
+        raise TypeError(
+            f"{name} must be a tuple of ints (s1, s2) or (s1, s2, s3), got {type(shape).__name__} {shape!r}"
+        )
+    sizes = tuple(shape)
+    try:
+        sizes = tuple(as_int(s, name) for s in sizes)
+    except TypeError:
+        raise TypeError(f"{name} must hold ints (s1, s2) or (s1, s2, s3), got {sizes!r}") from None
+    if len(sizes) not in (2, 3) or min(sizes) < 1:
+        raise ValueError(f"{name} must be (s1, s2) or (s1, s2, s3) with positive sizes, got {sizes}")
+    return sizes
+
+
+def as_spacing(spacing: object, name: str = "spacing") -> float:
+    """A positive finite lattice spacing as a ``float``, else ``TypeError``/``ValueError`` naming ``name``."""
+    if isinstance(spacing, (bool, np.bool_)) or not isinstance(spacing, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(spacing).__name__} {spacing!r}")
+    if not math.isfinite(spacing) or not spacing > 0:
+        raise ValueError(f"{name} must be positive and finite, got {spacing}")
+    return float(spacing)
+
+
+def check_dtype(dtype: object) -> torch.dtype:
+    """Raise ``TypeError`` unless ``dtype`` is ``torch.float32`` or ``torch.float64``."""
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype

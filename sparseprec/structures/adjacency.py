@@ -12,6 +12,8 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 import torch
 
+from ._assemble import as_int
+
 __all__ = ["adjacency_from_pairs", "adjacency_from_scipy", "connected_components", "as_scipy_adjacency"]
 
 
@@ -44,7 +46,9 @@ def adjacency_from_pairs(pairs: object, n: int | None = None) -> torch.Tensor:
     Raises
     ------
     ValueError
-        Wrong shape, negative or out-of-range indices, self-loops.
+        Wrong shape, non-integer, negative or out-of-range indices, self-loops, ``n < 0``.
+    TypeError
+        ``n`` not an int (``2.5`` is refused, not truncated).
 
     Examples
     --------
@@ -53,10 +57,13 @@ def adjacency_from_pairs(pairs: object, n: int | None = None) -> torch.Tensor:
     tensor([[0., 1., 0.],
             [1., 0., 1.],
             [0., 1., 0.]], dtype=torch.float64)
+    >>> adjacency_from_pairs([], n=3).to_dense().abs().sum()  # three isolated nodes
+    tensor(0., dtype=torch.float64)
     """
     e = torch.as_tensor(pairs).detach().cpu().numpy() if isinstance(pairs, torch.Tensor) else np.asarray(pairs)
     if e.size == 0:
-        e = e.reshape(0, 2)
+        # no edges: an empty list has no dtype of its own (NumPy makes it float64), so any empty input is accepted
+        e = np.zeros((0, 2), dtype=np.int64)
     if e.ndim != 2 or e.shape[1] != 2:
         raise ValueError(f"pairs must have shape (m, 2), got {tuple(e.shape)}")
     if not np.issubdtype(e.dtype, np.integer):
@@ -64,7 +71,12 @@ def adjacency_from_pairs(pairs: object, n: int | None = None) -> torch.Tensor:
     if e.size and e.min() < 0:
         raise ValueError(f"pairs must hold non-negative node indices, got {int(e.min())}")
     size = int(e.max()) + 1 if e.size else 0
-    n = size if n is None else int(n)
+    if n is None:
+        n = size
+    else:
+        n = as_int(n, "n")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
     if size > n:
         raise ValueError(f"pairs refer to node {size - 1} but n = {n}")
     loops = e[:, 0] == e[:, 1]

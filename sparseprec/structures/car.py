@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._assemble import as_parameter
+from ._assemble import as_parameter, check_dtype, check_positive
 from .adjacency import as_scipy_adjacency
 from .laplacian import _laplacian_pattern
 
@@ -18,6 +18,14 @@ def icar(adjacency: object, tau: float | torch.Tensor = 1.0, dtype: torch.dtype 
     Rank :math:`n - c` for a graph with :math:`c` connected components (an isolated node is a component with a zero
     row). Use it with a sum-to-zero constraint per component. Differentiable in ``tau``.
 
+    Raises
+    ------
+    ValueError
+        ``tau <= 0`` or a non-finite ``tau`` (checked on the value: ``Q`` would not be positive semi-definite), an
+        invalid adjacency.
+    TypeError
+        ``dtype`` other than float32/float64, a ``tau`` that is neither a number nor a tensor.
+
     Examples
     --------
     >>> from sparseprec.structures import adjacency_from_pairs, icar
@@ -26,7 +34,8 @@ def icar(adjacency: object, tau: float | torch.Tensor = 1.0, dtype: torch.dtype 
             [-2.,  2.]], dtype=torch.float64)
     """
     W = as_scipy_adjacency(adjacency)
-    tau = as_parameter(tau, "tau", dtype, None)
+    tau = as_parameter(tau, "tau", check_dtype(dtype), None)
+    check_positive(tau=tau)
     pattern, values = _laplacian_pattern(W)
     return pattern.matrix(tau * torch.from_numpy(values).to(tau))
 
@@ -46,8 +55,8 @@ def car(
     Raises
     ------
     ValueError
-        ``|rho| >= 1`` or ``tau <= 0`` (checked on the values), an isolated node (degree 0: ``Q`` would be singular),
-        an invalid adjacency.
+        ``|rho| >= 1`` (or NaN), ``tau <= 0`` or non-finite (checked on the values), an isolated node (degree 0:
+        ``Q`` would be singular), an invalid adjacency.
 
     Examples
     --------
@@ -61,12 +70,11 @@ def car(
             [ 0.0000, -0.5000,  1.0000]], dtype=torch.float64)
     """
     W = as_scipy_adjacency(adjacency)
-    rho = as_parameter(rho, "rho", dtype, None)
+    rho = as_parameter(rho, "rho", check_dtype(dtype), None)
     tau = as_parameter(tau, "tau", dtype, rho.device)
     if not bool(rho.detach().abs() < 1):
-        raise ValueError(f"rho must satisfy |rho| < 1 for a proper CAR, got {float(rho)}")
-    if not bool(tau.detach() > 0):
-        raise ValueError(f"tau must be positive, got {float(tau)}")
+        raise ValueError(f"rho must satisfy |rho| < 1 for a proper CAR, got {float(rho.detach())}")
+    check_positive(tau=tau)
     pattern, laplacian = _laplacian_pattern(W)  # values: the degrees (diagonal first), then −1 per edge entry
     n = W.shape[0]
     degree = laplacian[:n]

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._assemble import Pattern
+from ._assemble import Pattern, as_bool, as_grid_shape, as_int, check_dtype
 from .adjacency import _to_torch, as_scipy_adjacency
 
 __all__ = ["graph_laplacian", "grid_laplacian", "grid_adjacency"]
@@ -44,7 +44,7 @@ def graph_laplacian(adjacency: object, dtype: torch.dtype = torch.float64) -> to
     """
     W = as_scipy_adjacency(adjacency)
     pattern, values = _laplacian_pattern(W)
-    return pattern.matrix(torch.from_numpy(values).to(dtype)).detach()
+    return pattern.matrix(torch.from_numpy(values).to(check_dtype(dtype))).detach()
 
 
 def _laplacian_pattern(W: sp.csr_matrix) -> tuple[Pattern, np.ndarray]:
@@ -69,6 +69,15 @@ def grid_adjacency(shape: tuple[int, ...], neighbours: int | None = None, period
     periodic : bool
         Wrap around every axis (a torus); each axis then needs at least 3 points.
 
+    Raises
+    ------
+    TypeError
+        ``shape`` not a tuple of ints (a size such as ``2.5`` is refused, not truncated; so is a bool), a non-integer
+        ``neighbours``, a ``periodic`` that is not a bool.
+    ValueError
+        ``shape`` not 2-D/3-D or with a size below 1, ``neighbours`` not one of the two allowed values, a periodic
+        axis shorter than 3.
+
     Examples
     --------
     >>> from sparseprec.structures import grid_adjacency
@@ -78,12 +87,11 @@ def grid_adjacency(shape: tuple[int, ...], neighbours: int | None = None, period
             [1., 0., 0., 1.],
             [0., 1., 1., 0.]], dtype=torch.float64)
     """
-    shape = tuple(int(s) for s in shape)
+    shape = as_grid_shape(shape, "shape")
     d = len(shape)
-    if d not in (2, 3) or min(shape) < 1:
-        raise ValueError(f"shape must be (s1, s2) or (s1, s2, s3) with positive sizes, got {shape}")
     axis, full = (4, 8) if d == 2 else (6, 26)
-    neighbours = axis if neighbours is None else neighbours
+    neighbours = axis if neighbours is None else as_int(neighbours, "neighbours")
+    periodic = as_bool(periodic, "periodic")
     if neighbours not in (axis, full):
         raise ValueError(f"neighbours must be {axis} or {full} for a {d}-D grid, got {neighbours}")
     if periodic and min(shape) < 3:
@@ -115,10 +123,14 @@ def grid_laplacian(
     """Graph Laplacian ``D - W`` of a regular lattice (:func:`grid_adjacency`): the 5-point (2-D, 4 neighbours) or
     7-point (3-D) finite-difference Laplacian with natural (Neumann) boundaries, or its torus version.
 
+    Arguments and errors as in :func:`grid_adjacency` (``shape`` is validated, never truncated), plus ``dtype``
+    (float32 or float64, else ``TypeError``).
+
     Examples
     --------
     >>> from sparseprec.structures import grid_laplacian
     >>> grid_laplacian((3, 3)).to_dense()[4]  # the centre node of a 3 x 3 grid
     tensor([ 0., -1.,  0., -1.,  4., -1.,  0., -1.,  0.], dtype=torch.float64)
     """
+    check_dtype(dtype)
     return graph_laplacian(grid_adjacency(shape, neighbours, periodic), dtype=dtype)

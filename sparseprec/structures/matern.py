@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._assemble import Pattern, as_parameter
+from ._assemble import Pattern, as_grid_shape, as_int, as_parameter, as_spacing, check_dtype, check_positive
 from .adjacency import as_scipy_adjacency
 from .laplacian import _laplacian_scipy, grid_adjacency
 
@@ -53,6 +53,15 @@ def matern_spde(
     spacing : float
         Lattice spacing :math:`h`.
 
+    Raises
+    ------
+    TypeError
+        Non-integer sizes in ``grid_shape`` (``2.5`` is refused, not truncated) or ``alpha``, a ``spacing`` that is
+        not a number, ``dtype`` other than float32/float64.
+    ValueError
+        ``grid_shape`` not 2-D/3-D with positive sizes, ``alpha`` not in 1..4, ``kappa``, ``tau`` or ``spacing`` not
+        positive and finite.
+
     Examples
     --------
     >>> from sparseprec.structures import matern_spde
@@ -60,16 +69,16 @@ def matern_spde(
     >>> Q.shape, Q._nnz()  # 13-point stencil: nodes within grid distance 2
     (torch.Size([100, 100]), 1104)
     """
+    grid_shape = as_grid_shape(grid_shape, "grid_shape")
+    alpha = as_int(alpha, "alpha")
     if alpha not in (1, 2, 3, 4):
         raise ValueError(f"alpha must be 1, 2, 3 or 4, got {alpha}")
-    if not spacing > 0:
-        raise ValueError(f"spacing must be positive, got {spacing}")
-    kappa = as_parameter(kappa, "kappa", dtype, None)
+    spacing = as_spacing(spacing)
+    kappa = as_parameter(kappa, "kappa", check_dtype(dtype), None)
     tau = as_parameter(tau, "tau", dtype, kappa.device)
-    if not bool(kappa.detach() > 0) or not bool(tau.detach() > 0):
-        raise ValueError(f"kappa and tau must be positive, got kappa={float(kappa)}, tau={float(tau)}")
+    check_positive(kappa=kappa, tau=tau)
     d = len(grid_shape)
-    pattern, basis = _structure(tuple(int(g) for g in grid_shape), alpha, float(spacing))
+    pattern, basis = _structure(grid_shape, alpha, spacing)
     c = spacing**d
     coefficients = torch.stack([math.comb(alpha, j) * (kappa.square() * c) ** (alpha - j) for j in range(alpha + 1)])
     values = (tau.square() * c ** (1 - alpha)) * (coefficients @ basis.to(kappa))

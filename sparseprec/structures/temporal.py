@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._assemble import Pattern, as_parameter
+from ._assemble import Pattern, as_bool, as_int, as_parameter, check_dtype, check_positive
 
 __all__ = ["rw1", "rw2", "ar1"]
 
@@ -22,11 +22,14 @@ def _difference_structure(n: int, order: int, cyclic: bool) -> sp.coo_matrix:
 
 
 def _random_walk(n: int, order: int, cyclic: bool, tau, dtype: torch.dtype) -> torch.Tensor:
+    cyclic = as_bool(cyclic, "cyclic", f" (give tau by keyword: rw{order}(n, tau={cyclic!r}))")
     minimum = 3 if cyclic else order + 1
-    if not isinstance(n, int) or n < minimum:
+    n = as_int(n, "n")
+    if n < minimum:
         kind = "a cyclic" if cyclic else "an"
         raise ValueError(f"{kind} RW{order} needs n >= {minimum} points, got {n}")
-    tau = as_parameter(tau, "tau", dtype, None)
+    tau = as_parameter(tau, "tau", check_dtype(dtype), None)
+    check_positive(tau=tau)
     S = _difference_structure(n, order, cyclic)
     keep = S.data != 0
     pattern = Pattern(S.row[keep], S.col[keep], n)
@@ -39,6 +42,14 @@ def rw1(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
 
     Rank :math:`n - 1`, null space the constant vector (use a sum-to-zero constraint); ``cyclic=True`` wraps the
     differences around (:math:`x_{n+1} = x_1`; same rank and null space). Differentiable in ``tau``.
+
+    Raises
+    ------
+    TypeError
+        ``n`` not an int (``4.0`` and ``True`` included), ``cyclic`` not a bool (e.g. ``rw1(n, 2.0)``, a ``tau``
+        given by position), ``dtype`` other than float32/float64.
+    ValueError
+        Too few points, ``tau <= 0`` or a non-finite ``tau``.
 
     Examples
     --------
@@ -60,6 +71,14 @@ def rw2(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
     cyclic version (:math:`Q` circulant with stencil ``(1, -4, 6, -4, 1)``) has rank :math:`n - 1` and null space
     :math:`1` only. Differentiable in ``tau``.
 
+    Raises
+    ------
+    TypeError
+        ``n`` not an int (``4.0`` and ``True`` included), ``cyclic`` not a bool (e.g. ``rw1(n, 2.0)``, a ``tau``
+        given by position), ``dtype`` other than float32/float64.
+    ValueError
+        Too few points, ``tau <= 0`` or a non-finite ``tau``.
+
     Examples
     --------
     >>> from sparseprec.structures import rw2
@@ -79,7 +98,9 @@ def ar1(n: int, rho: float | torch.Tensor, tau: float | torch.Tensor = 1.0, dtyp
     Raises
     ------
     ValueError
-        ``|rho| >= 1``, ``tau <= 0`` or ``n < 2``.
+        ``|rho| >= 1`` (or NaN), ``tau <= 0`` or non-finite, ``n < 2``.
+    TypeError
+        ``n`` not an int, ``dtype`` other than float32/float64.
 
     Examples
     --------
@@ -89,14 +110,14 @@ def ar1(n: int, rho: float | torch.Tensor, tau: float | torch.Tensor = 1.0, dtyp
             [-0.5000,  1.2500, -0.5000],
             [ 0.0000, -0.5000,  1.0000]], dtype=torch.float64)
     """
-    if not isinstance(n, int) or n < 2:
+    n = as_int(n, "n")
+    if n < 2:
         raise ValueError(f"ar1 needs n >= 2, got {n}")
-    rho = as_parameter(rho, "rho", dtype, None)
+    rho = as_parameter(rho, "rho", check_dtype(dtype), None)
     tau = as_parameter(tau, "tau", dtype, rho.device)
     if not bool(rho.detach().abs() < 1):
-        raise ValueError(f"rho must satisfy |rho| < 1 for a stationary AR(1), got {float(rho)}")
-    if not bool(tau.detach() > 0):
-        raise ValueError(f"tau must be positive, got {float(tau)}")
+        raise ValueError(f"rho must satisfy |rho| < 1 for a stationary AR(1), got {float(rho.detach())}")
+    check_positive(tau=tau)
     i = np.arange(n)
     j = np.arange(n - 1)
     pattern = Pattern(np.concatenate([i, j, j + 1]), np.concatenate([i, j + 1, j]), n)
