@@ -11,6 +11,8 @@ Gradients reach ``L`` as a sparse tensor with its layout and stored pattern (the
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .._validation import check_sparse_matrix
@@ -62,14 +64,15 @@ class TriangularFactor:
     def to_columns(self, T: torch.Tensor) -> torch.Tensor:
         """``(..., [b,] n)`` to the kernel's ``(N, P)`` right-hand side (``P`` = product of the leading dims)."""
         if self.batch is None:
-            return T.reshape(-1, self.n).transpose(0, 1)
-        return T.reshape(-1, self.batch, self.n).permute(1, 2, 0).reshape(self.N, -1)
+            return T.reshape(math.prod(T.shape[:-1]), self.n).transpose(0, 1)
+        P = math.prod(T.shape[:-2])  # explicit sizes: a reshape(-1, ...) is ambiguous when n = 0
+        return T.reshape(P, self.batch, self.n).permute(1, 2, 0).reshape(self.N, P)
 
     def from_columns(self, X: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         """Inverse of :meth:`to_columns` for a result of the given ``(..., [b,] n)`` shape."""
         if self.batch is None:
             return X.transpose(0, 1).reshape(shape)
-        return X.reshape(self.batch, self.n, -1).permute(2, 0, 1).reshape(shape)
+        return X.reshape(self.batch, self.n, X.shape[1]).permute(2, 0, 1).reshape(shape)
 
     def check_operand(self, T: torch.Tensor, what: str) -> None:
         if T.shape[-1] != self.n or (self.batch is not None and (T.dim() < 2 or T.shape[-2] != self.batch)):

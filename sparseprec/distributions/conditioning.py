@@ -20,14 +20,16 @@ two patterns.
 
 from __future__ import annotations
 
+import numbers
 import weakref
 
+import numpy as np
 import torch
 
 from .._validation import check_sparse_matrix
 from ..ops import sparse_csr_tensor
 from ..ops._pattern import SparsePattern, _crow_from_sorted_rows, pattern_of
-from ._factor import _StoredValues
+from ..ops._values import stored_values
 from ._pairs import product_pattern
 
 __all__ = ["posterior_precision", "noise_weights"]
@@ -36,7 +38,9 @@ __all__ = ["posterior_precision", "noise_weights"]
 def noise_weights(noise_precision: float | torch.Tensor, m: int, like: torch.Tensor) -> torch.Tensor:
     """The diagonal ``w`` of ``R`` as an ``(m,)`` tensor from a positive scalar or an ``(m,)`` tensor.
 
-    Raises ``NotImplementedError`` for a sparse ``R``, ``ValueError`` for other shapes or non-positive values.
+    Raises ``NotImplementedError`` for a sparse ``R``, ``ValueError`` for other shapes or values that are not positive
+    and finite (an infinite precision, an exact observation, is not a Gaussian likelihood), ``TypeError`` for anything
+    but a tensor or a real number (a bool included).
 
     Examples
     --------
@@ -55,12 +59,17 @@ def noise_weights(noise_precision: float | torch.Tensor, m: int, like: torch.Ten
             raise ValueError(
                 f"noise_precision must be a scalar or have shape ({m},), got {tuple(noise_precision.shape)}"
             )
-        w = noise_precision.to(dtype=like.dtype, device=like.device).reshape(-1).expand(m)
+        given = noise_precision.to(dtype=like.dtype, device=like.device).reshape(-1)
     else:
-        w = torch.full((m,), float(noise_precision), dtype=like.dtype, device=like.device)
-    if not bool((w.detach() > 0).all()):
-        raise ValueError("noise_precision must be positive")
-    return w
+        if isinstance(noise_precision, (bool, np.bool_)) or not isinstance(noise_precision, numbers.Real):
+            raise TypeError(
+                f"noise_precision must be a float or a tensor, got {type(noise_precision).__name__} {noise_precision!r}"
+            )
+        given = torch.full((1,), float(noise_precision), dtype=like.dtype, device=like.device)
+    bad = ~(given.detach() > 0) | ~given.detach().isfinite()
+    if bool(bad.any()):
+        raise ValueError(f"noise_precision must be positive and finite, got {float(given.detach()[bad][0])}")
+    return given.expand(m)
 
 
 def _gram_pattern(pattern: SparsePattern, n: int) -> tuple[torch.Tensor, ...]:
@@ -109,8 +118,8 @@ def posterior_precision(Q: torch.Tensor, A: torch.Tensor, w: torch.Tensor) -> to
             f"obs_matrix must have the precision's dtype {Q.dtype} and device {Q.device}, got {A.dtype}, {A.device}"
         )
     q_pattern, a_pattern = pattern_of(Q), pattern_of(A)
-    q_values = _StoredValues.apply(Q, q_pattern)
-    a_values = _StoredValues.apply(A, a_pattern)
+    q_values = stored_values(Q, q_pattern)
+    a_values = stored_values(A, a_pattern)
     first, second, inverse, gram_keys = _gram_pattern(a_pattern, n)
     gram_terms = a_values[first] * a_values[second] * w[a_pattern.row.long()[first]]
     gram_values = gram_terms.new_zeros(gram_keys.numel()).index_add(0, inverse, gram_terms)

@@ -13,10 +13,12 @@ from .._validation import check_sparse_matrix
 from ..cholesky import CholeskyFactor, cholesky, diag_inverse, slq_logdet, sparse_cholesky_solve, sparse_logdet
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_generic_solve, sparse_mm
+from ..ops._pattern import pattern_of
 from ..solvers import CG
 from ..structures import car
 from . import sparse_mvn
 from ._checks import check_like, check_vector
+from ._copy import SparseDeepCopy
 from ._precision import quadratic_form, sample_with_factor
 from .conditioning import noise_weights, posterior_precision
 from .constraints import sparse_symmetric_positive_diagonal
@@ -26,7 +28,7 @@ __all__ = ["GMRF", "CAR"]
 _LOG_2PI = math.log(2 * math.pi)
 
 
-class GMRF(Distribution):
+class GMRF(SparseDeepCopy, Distribution):
     r"""Gaussian Markov random field :math:`x \sim N(\mu, Q^{-1})` with a sparse symmetric positive definite ``Q``.
 
     .. math::
@@ -63,6 +65,15 @@ class GMRF(Distribution):
         As in torch: check the constraints (symmetric, finite, positive stored diagonal) and factorise at once, so that
         a precision that is not positive definite raises ``ValueError`` here; without validation it raises
         :class:`sparseprec.NotPositiveDefiniteError` when first factorised.
+
+    Raises
+    ------
+    TypeError
+        ``precision`` not sparse COO/CSR, ``loc`` and ``precision`` of different dtypes.
+    ValueError
+        A batched or non-square ``precision``, an empty one (``(0, 0)``: use :class:`SparseMultivariateNormal` for an
+        empty event), ``loc`` of the wrong size, an unknown ``logdet``; with validation, a precision that is not
+        positive definite.
 
     Notes
     -----
@@ -104,8 +115,12 @@ class GMRF(Distribution):
             raise ValueError(
                 f"precision must be one (n, n) matrix shared by the batch, got shape {tuple(precision.shape)}"
             )
+        pattern_of(precision, "precision")  # its index data checked (once per pattern) before the constraints read it
         loc = check_vector(loc, "loc")
         n = precision.shape[-1]
+        if n == 0:
+            # the sparse Cholesky layer has nothing to factorise; SparseMultivariateNormal covers the empty event
+            raise ValueError("precision must be at least 1 x 1 (a GMRF of n >= 1 variables), got shape (0, 0)")
         check_like(loc, "loc", precision, "precision", n)
         if logdet not in ("cholesky", "slq"):
             raise ValueError(f"logdet must be 'cholesky' or 'slq', got {logdet!r}")
@@ -281,6 +296,8 @@ class GMRF(Distribution):
         A = check_sparse_matrix(obs_matrix, "obs_matrix")
         if A.dim() != 2:
             raise ValueError(f"obs_matrix must have shape (m, n), got {tuple(A.shape)}")
+        if isinstance(solver, str) and solver not in ("cholesky", "cg"):
+            raise ValueError(f"solver must be 'cholesky', 'cg' or a solver object, got {solver!r}")
         w = noise_weights(noise_precision, A.shape[0], self.loc)
         Q_post = posterior_precision(self.precision, A, w)
         y = check_vector(y, "y")
@@ -290,19 +307,24 @@ class GMRF(Distribution):
             )
         if y.shape[-1] != A.shape[0]:
             raise ValueError(f"y must have shape (..., {A.shape[0]}) to match obs_matrix, got {tuple(y.shape)}")
-        n = self.event_shape[0]
+        n, m = self.event_shape[0], A.shape[0]
         batch = torch.broadcast_shapes(self.batch_shape, y.shape[:-1])
         loc = self.loc.expand(batch + self.event_shape)
-        loc_columns = loc.reshape(-1, n).transpose(0, 1)
-        residual = y.expand(batch + y.shape[-1:]).reshape(-1, A.shape[0]).transpose(0, 1) - sparse_mm(A, loc_columns)
-        rhs = sparse_mm(A, w.unsqueeze(-1) * residual, transpose=True)
-        factor = None
-        if solver == "cholesky":
-            factor = cholesky(Q_post.detach(), backend=self._backend, ordering=self._ordering)
-            delta = sparse_cholesky_solve(Q_post, rhs, factor=factor)
+        if m == 0:
+            # no observations: Q_post = Q + 0 (same values; Q's factor serves) and the prior's mean
+            mean, factor = loc, self._factor
         else:
-            delta = sparse_generic_solve(Q_post, rhs, solve=CG() if solver == "cg" else solver)
-        mean = loc + delta.transpose(0, 1).reshape(batch + self.event_shape)
+            columns = math.prod(batch)  # explicit: -1 is ambiguous when a dimension has size 0
+            loc_columns = loc.reshape(columns, n).transpose(0, 1)
+            residual = y.expand(batch + (m,)).reshape(columns, m).transpose(0, 1) - sparse_mm(A, loc_columns)
+            rhs = sparse_mm(A, w.unsqueeze(-1) * residual, transpose=True)
+            factor = None
+            if solver == "cholesky":
+                factor = cholesky(Q_post.detach(), backend=self._backend, ordering=self._ordering)
+                delta = sparse_cholesky_solve(Q_post, rhs, factor=factor)
+            else:
+                delta = sparse_generic_solve(Q_post, rhs, solve=CG() if solver == "cg" else solver)
+            mean = loc + delta.transpose(0, 1).reshape(batch + self.event_shape)
         posterior = GMRF(
             mean, Q_post, logdet=self.logdet_method, backend=self._backend, ordering=self._ordering,
             slq_options=self._slq_options, validate_args=False,
@@ -340,7 +362,10 @@ class GMRF(Distribution):
         m = obs_matrix.shape[0]
         w = noise_weights(noise_precision, m, self.loc)
         n = self.event_shape[0]
-        fitted = sparse_mm(obs_matrix, x.reshape(-1, n).transpose(0, 1)).transpose(0, 1).reshape(x.shape[:-1] + (m,))
+        columns = math.prod(x.shape[:-1])
+        fitted = (
+            sparse_mm(obs_matrix, x.reshape(columns, n).transpose(0, 1)).transpose(0, 1).reshape(x.shape[:-1] + (m,))
+        )
         r = y - fitted
         log_likelihood = -0.5 * (w * r.square()).sum(-1) + 0.5 * w.log().sum() - 0.5 * m * _LOG_2PI
         # log p(x* | y) at the posterior's own mean: its quadratic form is zero
@@ -349,7 +374,10 @@ class GMRF(Distribution):
 
     def __repr__(self) -> str:
         nnz = self.precision._nnz() if self.precision.layout == torch.sparse_coo else self.precision.values().numel()
-        return f"GMRF(loc: {tuple(self.loc.shape)}, precision: {tuple(self.precision.shape)} with {nnz} stored entries)"
+        return (
+            f"{type(self).__name__}(loc: {tuple(self.loc.shape)}, precision: {tuple(self.precision.shape)} with {nnz} "
+            "stored entries)"
+        )
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -44,9 +44,10 @@ from ..cholesky import CholeskyFactor, cholesky, diag_inverse, sparse_logdet
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_csr_tensor, sparse_mm
 from ..ops._pattern import pattern_of
+from ..ops._values import stored_values
 from ..structures import icar
 from ._checks import check_like, check_vector
-from ._factor import _StoredValues
+from ._copy import SparseDeepCopy
 from ._precision import quadratic_form, sample_with_factor
 from .subspace import AffineSubspace
 
@@ -67,7 +68,7 @@ def component_constraints(precision: torch.Tensor) -> torch.Tensor:
     return C.to(precision.device)
 
 
-class IntrinsicGMRF(Distribution):
+class IntrinsicGMRF(SparseDeepCopy, Distribution):
     r"""Intrinsic GMRF: rank-deficient sparse precision with linear constraints spanning its null space.
 
     See the module docstring for the density, the generalised determinant and the sampler.
@@ -124,6 +125,7 @@ class IntrinsicGMRF(Distribution):
         precision = check_sparse_matrix(precision, "precision", square=True)
         if precision.dim() != 2:
             raise ValueError(f"precision must be one (n, n) matrix, got shape {tuple(precision.shape)}")
+        pattern_of(precision, "precision")  # its index data checked (once per pattern) before the constraints read it
         loc = check_vector(loc, "loc")
         n = precision.shape[-1]
         check_like(loc, "loc", precision, "precision", n)
@@ -207,7 +209,7 @@ class IntrinsicGMRF(Distribution):
             cached = tuple(torch.from_numpy(a.astype(np.int64)).to(device) for a in (positions, crow, c))
             pattern.__dict__[key] = cached
         positions, crow, col = cached
-        values = _StoredValues.apply(self.precision, pattern).index_select(0, positions)
+        values = stored_values(self.precision, pattern).index_select(0, positions)
         self._reduced = sparse_csr_tensor(crow, col, values, (keep.size, keep.size))
         Cs = self.constraint_matrix[:, self._pinned]
         C = self.constraint_matrix
@@ -265,7 +267,8 @@ class IntrinsicGMRF(Distribution):
         if not isinstance(value, torch.Tensor) or value.shape[-1:] != self.event_shape:
             super()._validate_sample(value)  # torch's message for a wrong type or shape
         gap = (value @ self.constraint_matrix.T - self.constraint_value).detach().abs()
-        scale = 1.0 + float(value.detach().abs().max()) * float(self.constraint_matrix.abs().sum(-1).max())
+        largest = float(value.detach().abs().max()) if value.numel() else 0.0  # no values (a zero-size batch)
+        scale = 1.0 + largest * float(self.constraint_matrix.abs().sum(-1).max())
         if bool((gap > 1e-6 * scale).any()):
             raise ValueError(
                 f"value does not satisfy the constraint C x = e of the IntrinsicGMRF: |C x − e| reaches "
@@ -334,7 +337,15 @@ class IntrinsicGMRF(Distribution):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_factor"] = None
+        # derived from precision and constraint_matrix (and not a leaf when the precision requires grad): rebuilt
+        for name in ("_reduced", "_log_det_offset"):
+            state.pop(name, None)
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_reduced" not in state:
+            self._setup_pinning()
 
 
 class ICAR(IntrinsicGMRF):

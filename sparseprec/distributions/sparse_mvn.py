@@ -16,6 +16,7 @@ from ..ops import sparse_coo_tensor, sparse_csr_tensor
 from ..ops._pattern import _crow_from_sorted_rows
 from ._checks import check_like as _check_like
 from ._checks import check_vector as _check_vector
+from ._copy import SparseDeepCopy
 from ._factor import TriangularFactor
 from .constraints import sparse_lower_cholesky, sparse_strictly_lower
 
@@ -27,7 +28,7 @@ DENSE_WARNING_SIZE = 4096
 _LOG_2PI = math.log(2 * math.pi)
 
 
-class SparseMultivariateNormal(Distribution):
+class SparseMultivariateNormal(SparseDeepCopy, Distribution):
     r"""Multivariate normal whose covariance or precision is given by a sparse triangular factor.
 
     Four parameterisations, with ``L`` sparse lower triangular (COO or CSR, ``(n, n)`` or ``(b, n, n)``):
@@ -206,6 +207,8 @@ class SparseMultivariateNormal(Distribution):
         """``(x − μ)ᵀ Σ⁻¹ (x − μ)`` for ``value`` of shape ``(..., *batch_shape, n)`` or broadcastable to it."""
         r = value - self.loc
         r = r.expand(torch.broadcast_shapes(r.shape, self.batch_shape + self.event_shape))
+        if self._factor.n == 0:  # the empty event: nothing to measure (and no kernel call with zero-size operands)
+            return r.sum(-1)
         if self._form == "scale":
             z2 = self._factor.solve(r).square()
             return (z2 if self.diagonal is None else z2 / self.diagonal).sum(-1)
@@ -223,6 +226,8 @@ class SparseMultivariateNormal(Distribution):
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
+        if self._factor.n == 0:  # the empty event: samples of shape (..., 0), still on loc's graph
+            return self.loc.expand(shape).clone()
         eps = _standard_normal(shape, dtype=self.loc.dtype, device=self.loc.device)
         if self.diagonal is not None:
             eps = eps * (self.diagonal.sqrt() if self._form == "scale" else self.diagonal.rsqrt())
@@ -249,6 +254,8 @@ class SparseMultivariateNormal(Distribution):
         Cholesky factorisation of ``Q`` in float64 on the CPU), with no gradient w.r.t. the factor or ``d``.
         """
         shape = self.batch_shape + self.event_shape
+        if self._factor.n == 0:
+            return self.loc.new_zeros(shape)
         if self._form == "scale":
             w = self._diag.expand(torch.broadcast_shapes(self._diag.shape, self._factor.batch_shape + self.event_shape))
             return self._factor.squared_matmul(w).expand(shape)
@@ -283,6 +290,8 @@ class SparseMultivariateNormal(Distribution):
         factor = self._factor
         d = self._diag.detach() if detach else self._diag
         batch = torch.broadcast_shapes(d.shape[:-1], factor.batch_shape)
+        if factor.n == 0:
+            return self._empty_product_matrix(batch)
         keys, values = factor.product(d.expand(batch + self.event_shape))  # values: (m, P)
         if detach:
             values = values.detach()
@@ -306,6 +315,15 @@ class SparseMultivariateNormal(Distribution):
         flat = values.transpose(0, 1).reshape(-1)
         return sparse_coo_tensor(torch.stack(parts), flat, batch + (n, n), is_coalesced=True)
 
+    def _empty_product_matrix(self, batch: torch.Size) -> torch.Tensor:
+        """The ``n = 0`` case of :meth:`_product_matrix`: an empty sparse ``(*batch, 0, 0)`` matrix of the same kind."""
+        values = self.loc.new_zeros(0)
+        if not batch and self._factor.tensor.layout == torch.sparse_csr:
+            index = torch.zeros(1, dtype=torch.int64, device=values.device)
+            return torch.sparse_csr_tensor(index, index[:0], values, (0, 0))
+        index = torch.zeros(len(batch) + 2, 0, dtype=torch.int64, device=values.device)
+        return torch.sparse_coo_tensor(index, values, batch + (0, 0), is_coalesced=True)
+
     @property
     def precision_matrix(self) -> torch.Tensor:
         r"""The precision :math:`Q`.
@@ -318,6 +336,8 @@ class SparseMultivariateNormal(Distribution):
         if self._form == "precision":
             return self._product_matrix()
         self._warn_dense("precision_matrix")
+        if self._factor.n == 0:
+            return self.loc.new_zeros(self.batch_shape + (0, 0))
         Q = self._dense_inverse_gram()
         return Q.expand(self.batch_shape + self.event_shape + self.event_shape)
 
@@ -327,6 +347,8 @@ class SparseMultivariateNormal(Distribution):
         :data:`DENSE_WARNING_SIZE`; differentiable). For the sparse :math:`\tilde L D \tilde L^\top` of a scale form
         use :meth:`covariance_sparse`."""
         self._warn_dense("covariance_matrix")
+        if self._factor.n == 0:
+            return self.loc.new_zeros(self.batch_shape + (0, 0))
         if self._form == "scale":
             L = self._factor.dense()
             S = (L * self._diag.unsqueeze(-2)) @ L.transpose(-1, -2)

@@ -8,6 +8,8 @@ Each class is the core distribution with Pyro's mixin: ``pyro.plate`` expands it
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 
@@ -27,7 +29,13 @@ class SparseMultivariateNormal(core.SparseMultivariateNormal, TorchDistributionM
     def infer_shapes(cls, loc, scale_tril=None, precision_tril=None, diagonal=None):
         tril = scale_tril if scale_tril is not None else precision_tril
         shapes = [loc[:-1], tril[:-2]] + ([diagonal[:-1]] if diagonal is not None else [])
-        return _broadcast(*shapes), torch.Size(loc[-1:])
+        batch = _broadcast(*shapes)
+        if len(tril) == 3 and batch[-1] != tril[0]:  # as the constructor: a batched factor is not broadcast
+            raise ValueError(
+                f"a batched factor of batch size {tril[0]} must match the last batch dimension, got batch shape "
+                f"{tuple(batch)} (a factor is not broadcast: pass an unbatched (n, n) factor to share it)"
+            )
+        return batch, torch.Size(loc[-1:])
 
 
 class GMRF(core.GMRF, TorchDistributionMixin):
@@ -35,6 +43,7 @@ class GMRF(core.GMRF, TorchDistributionMixin):
 
     @classmethod
     def infer_shapes(cls, loc, precision):
+        _one_matrix(precision)
         return torch.Size(loc[:-1]), torch.Size(loc[-1:])
 
 
@@ -43,6 +52,8 @@ class CAR(core.CAR, TorchDistributionMixin):
 
     @classmethod
     def infer_shapes(cls, adjacency, rho=(), tau=(), loc=None):
+        _scalar("rho", rho)
+        _scalar("tau", tau)
         return torch.Size(() if loc is None else loc[:-1]), torch.Size(adjacency[-1:])
 
 
@@ -51,6 +62,7 @@ class IntrinsicGMRF(core.IntrinsicGMRF, TorchDistributionMixin):
 
     @classmethod
     def infer_shapes(cls, loc, precision, constraint_matrix=None, constraint_value=None):
+        _one_matrix(precision)
         batch = loc[:-1] if constraint_value is None else _broadcast(loc[:-1], constraint_value[:-1])
         return torch.Size(batch), torch.Size(loc[-1:])
 
@@ -60,4 +72,16 @@ class ICAR(core.ICAR, TorchDistributionMixin):
 
     @classmethod
     def infer_shapes(cls, adjacency, tau=(), loc=None):
+        _scalar("tau", tau)
         return torch.Size(() if loc is None else loc[:-1]), torch.Size(adjacency[-1:])
+
+
+def _scalar(name: str, shape) -> None:
+    """The constructors take one scalar hyper-parameter shared by the batch: refuse a batched shape as they do."""
+    if math.prod(shape) != 1:
+        raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(shape)}")
+
+
+def _one_matrix(shape) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"precision must be one (n, n) matrix shared by the batch, got shape {tuple(shape)}")

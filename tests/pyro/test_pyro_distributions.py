@@ -152,3 +152,23 @@ def test_nuts_and_predictive():
     assert ((samples["rho"] > 0) & (samples["rho"] < 0.95)).all()
     predictive = Predictive(model, samples)(None)
     assert predictive["y"].shape == (20, 6)
+
+
+@pytest.mark.parametrize(
+    ("name", "arg_shapes", "message"),
+    [
+        ("CAR", {"adjacency": (6, 6), "rho": (3,), "tau": ()}, "rho must be a scalar"),
+        ("CAR", {"adjacency": (6, 6), "rho": (), "tau": (2,)}, "tau must be a scalar"),
+        ("ICAR", {"adjacency": (6, 6), "tau": (2,)}, "tau must be a scalar"),
+        ("GMRF", {"loc": (6,), "precision": (2, 6, 6)}, "one \\(n, n\\) matrix"),
+        ("IntrinsicGMRF", {"loc": (6,), "precision": (2, 6, 6)}, "one \\(n, n\\) matrix"),
+        ("SparseMultivariateNormal", {"loc": (3, 6), "precision_tril": (1, 6, 6)}, "not broadcast"),
+    ],
+)
+def test_infer_shapes_refuses_what_the_constructor_refuses(name, arg_shapes, message):
+    with pytest.raises(ValueError, match=message):
+        getattr(sp, name).infer_shapes(**arg_shapes)
+
+
+def test_infer_shapes_accepts_scalar_hyper_parameters_of_shape_one():
+    assert sp.CAR.infer_shapes(adjacency=(6, 6), rho=(1,), tau=(1,), loc=(3, 6)) == ((3,), (6,))
