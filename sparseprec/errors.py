@@ -26,10 +26,14 @@ class ConvergenceWarning(UserWarning):
 
 
 class NotPositiveDefiniteError(torch.linalg.LinAlgError):
-    """A Cholesky factorisation met a non-positive pivot: the matrix is not (numerically) positive definite.
+    """A Cholesky factorisation met a non-positive pivot, or one below the singularity threshold documented in
+    :func:`sparseprec.cholesky.cholesky`: the matrix is indefinite or numerically singular.
 
     Subclasses ``torch.linalg.LinAlgError`` (what ``torch.linalg.cholesky`` raises), so code catching torch's error
-    catches this one. ``column`` is the column of the input matrix (original ordering) where the factorisation broke.
+    catches this one. ``column`` is the column of the input matrix in its original ordering (the elimination step
+    mapped back through the fill-reducing permutation) where the factorisation broke down; the message names it, the
+    elimination step, the pivot and the threshold. Every backend raises this type (its own error chained as
+    ``__cause__``).
     """
 
     def __init__(self, message: str, column: int | None = None):

@@ -35,6 +35,8 @@ class LowerStructure:
     entry_of_kernel : np.ndarray
         For every kernel entry of ``Q``, its position in the lower-triangle CSC arrays (where the gradient of that
         stored value comes from).
+    diagonal_entries : np.ndarray
+        The position of ``Q_jj`` in the lower-triangle CSC arrays, for ``j = 0, ..., n − 1``.
     """
 
     def __init__(self, pattern: SparsePattern, triangle: str):
@@ -90,6 +92,7 @@ class LowerStructure:
             has[self.row[diagonal]] = True
             j = int(np.flatnonzero(~has)[0])
             raise ValueError(f"Q has no stored diagonal entry in row {j}: a positive definite matrix needs one")
+        self.diagonal_entries = np.flatnonzero(diagonal)  # one per column, in column order (CSC)
 
 
 def check_symmetric_input(Q: object, triangle: str) -> torch.Tensor:
@@ -106,7 +109,7 @@ def check_symmetric_input(Q: object, triangle: str) -> torch.Tensor:
 
 def lower_structure(Q: torch.Tensor, triangle: str) -> tuple[SparsePattern, LowerStructure]:
     """The (cached) pattern of ``Q`` and its lower-triangle structure for ``triangle``."""
-    pattern = pattern_of(Q)
+    pattern = pattern_of(Q, "Q")
     cache = pattern.__dict__.setdefault("_cholesky_structures", {})
     if triangle not in cache:
         cache[triangle] = LowerStructure(pattern, triangle)

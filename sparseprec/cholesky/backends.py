@@ -18,14 +18,92 @@ from ._structure import LowerStructure
 __all__ = ["Backend", "Numeric", "CholmodBackend", "ScipyBackend", "available_backends", "get_backend"]
 
 
-def _not_positive_definite(column: int | None, pivot: float | None, backend: str) -> NotPositiveDefiniteError:
-    where = "" if column is None else f" at column {column}"
-    value = "" if pivot is None else f" (pivot {pivot:.6g})"
+# Pivot d_j (L_jj² of L Lᵀ, D_jj of L D Lᵀ) is singular at or below c · n · ε₆₄ · S_j + ε(dtype) · Q_jj, with
+# c = PIVOT_TOLERANCE_FACTOR and S_j the largest diagonal entry in column j's elimination subtree: see the docstring
+# of sparseprec.cholesky.cholesky for the choice.
+PIVOT_TOLERANCE_FACTOR = 10.0
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
+def _not_positive_definite(
+    column: int, step: int, pivot: float, threshold: float, backend: str
+) -> NotPositiveDefiniteError:
+    reason = "not positive" if not pivot > 0 else f"below the singularity threshold {threshold:.3g}"
     return NotPositiveDefiniteError(
-        f"Q is not positive definite: the Cholesky factorisation ({backend}) broke down{where}{value}. Check the "
-        "values of Q (a GMRF precision needs a positive diagonal shift for a rank-deficient structure, e.g. ICAR)",
+        f"Q is not positive definite (numerically singular or indefinite): the sparse Cholesky factorisation "
+        f"(backend {backend!r}) broke down at column {column} of Q (original ordering; elimination step {step} of "
+        f"the fill-reducing ordering), where the pivot {pivot:.6g} is {reason} (see sparseprec.cholesky.cholesky). "
+        "Check the values of Q (a GMRF precision needs a positive diagonal shift for a rank-deficient structure, "
+        "e.g. ICAR)",
         column,
     )
+
+
+def _elimination_parents(L: sp.spmatrix) -> np.ndarray:
+    """The elimination tree of a Cholesky factor from its (lower, CSC) pattern: the parent of column ``j`` is the
+    first row below the diagonal stored in column ``j``; ``-1`` at a root."""
+    L = sp.csc_matrix(L)
+    n = L.shape[0]
+    cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(L.indptr))
+    below = np.flatnonzero(L.indices > cols)
+    below = below[np.lexsort((L.indices[below], cols[below]))]
+    with_parent, first = np.unique(cols[below], return_index=True)
+    parent = np.full(n, -1, dtype=np.int64)
+    parent[with_parent] = L.indices[below[first]]
+    return parent
+
+
+def _subtree_max(values: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """``max`` of ``values`` over every node's subtree of the forest ``parent`` (``-1`` at roots), by pointer jumping:
+    after the pass with ``up`` = the ancestors ``2^k`` levels up, every node holds the maximum over its descendants
+    less than ``2^(k+1)`` levels below it (``log₂`` depth passes of O(n))."""
+    best = values.copy()
+    up = parent.copy()
+    while True:
+        has = np.flatnonzero(up >= 0)
+        if not has.size:
+            return best
+        np.maximum.at(best, up[has], best[has])
+        jump = np.full_like(up, -1)
+        jump[has] = up[up[has]]
+        up = jump
+
+
+def pivot_error(
+    pivots: np.ndarray,
+    diagonal: np.ndarray,
+    parents,
+    input_eps: float,
+    perm: np.ndarray,
+    backend: str,
+    stop: int | None = None,
+) -> NotPositiveDefiniteError | None:
+    """The :class:`NotPositiveDefiniteError` for the first elimination step ``j`` whose pivot is not above
+    ``c n ε₆₄ S_j + ε Q_jj`` (``c = PIVOT_TOLERANCE_FACTOR``, ``ε = input_eps`` the epsilon of ``Q``'s dtype, ``S_j``
+    the largest diagonal entry of ``Q`` in column ``j``'s subtree of the elimination tree: the rows and columns that
+    pivot is computed from); ``None`` when every pivot passes.
+
+    ``pivots`` are the pivots of the first ``pivots.size`` elimination steps: all of them, or, with ``stop``, those
+    before the step ``stop`` where the factorisation stopped at an exactly zero pivot. ``diagonal`` is ``Q``'s
+    diagonal in the elimination order; ``parents()`` gives the elimination tree (called only when some pivot fails
+    the test with ``S_j`` replaced by its bound ``max(diagonal)``); ``perm`` maps elimination steps to columns of ``Q``.
+    """
+    m = pivots.size
+    rounding = PIVOT_TOLERANCE_FACTOR * diagonal.size * _EPS64  # of the float64 factorisation, relative to S_j
+    own = input_eps * diagonal[:m]  # the rounding of Q's values to its dtype
+    bad = np.flatnonzero(~(pivots > rounding * diagonal.max() + own))  # (NaN fails too)
+    scale = None
+    if bad.size:
+        scale = _subtree_max(diagonal, parents())
+        bad = np.flatnonzero(~(pivots > rounding * scale[:m] + own))
+    if bad.size:
+        j, pivot = int(bad[0]), float(pivots[bad[0]])
+    elif stop is not None:
+        j, pivot = stop, 0.0
+    else:
+        return None
+    threshold = rounding * float(scale[j] if scale is not None else diagonal.max()) + input_eps * float(diagonal[j])
+    return _not_positive_definite(int(perm[j]), j, pivot, threshold, backend)
 
 
 class Numeric:
@@ -53,7 +131,10 @@ class Backend:
     def analyze(self, structure: LowerStructure, ordering: str) -> object:
         raise NotImplementedError
 
-    def factorize(self, symbolic: object, structure: LowerStructure, values: np.ndarray) -> Numeric:
+    def factorize(self, symbolic: object, structure: LowerStructure, values: np.ndarray, input_eps: float) -> Numeric:
+        """Factorise the lower-triangle ``values``; raise :class:`NotPositiveDefiniteError` (from :func:`pivot_error`,
+        ``input_eps`` the epsilon of ``Q``'s dtype) at the first pivot that is not positive or is below the
+        singularity threshold, the backend's own error chained."""
         raise NotImplementedError
 
 
@@ -96,19 +177,35 @@ class CholmodBackend(Backend):
         except self.cholmod.CholmodError as error:
             raise ValueError(f"CHOLMOD could not analyse Q with ordering={ordering!r}: {error}") from error
 
-    def factorize(self, symbolic: object, structure: LowerStructure, values: np.ndarray) -> Numeric:
+    def factorize(self, symbolic: object, structure: LowerStructure, values: np.ndarray, input_eps: float) -> Numeric:
         analysis, ordering = symbolic
         Q = _lower_csc(structure, values)
+        diagonal = values[structure.diagonal_entries]
+        not_positive_definite = self.cholmod.CholmodNotPositiveDefiniteError
+
+        def check(factor, stop: int | None = None) -> NotPositiveDefiniteError | None:
+            perm = factor.P()
+            pivots = factor.D() if stop is None else factor.D()[:stop]  # D_jj, or L_jj² of an L Lᵀ factor
+            parents = lambda: _elimination_parents(factor.LD())  # noqa: E731
+            return pivot_error(pivots, diagonal[perm], parents, input_eps, perm, self.name, stop=stop)
+
         try:
             factor = analysis.cholesky(Q)
-        except self.cholmod.CholmodNotPositiveDefiniteError:
-            # the supernodal code does not say where; a simplicial LDLᵀ with the same ordering does
-            factor = self.cholmod.cholesky(Q, mode="simplicial", ordering_method=ordering)
-        d = factor.D()
-        bad = np.flatnonzero(~(d > 0))
-        if bad.size:  # the first non-positive pivot in elimination order is where L Lᵀ breaks down
-            j = int(bad[0])
-            raise _not_positive_definite(int(factor.P()[j]), float(d[j]), self.name)
+        except not_positive_definite as error:
+            # L Lᵀ stopped at its first non-positive pivot. A simplicial L D Lᵀ with the same ordering runs past
+            # negative pivots and gives every pivot, so the first small or non-positive one is found; it stops only
+            # at an exactly zero pivot (CHOLMOD's `column`, elimination order), with the pivots before it available
+            try:
+                factor = self.cholmod.cholesky(Q, mode="simplicial", ordering_method=ordering)
+            except not_positive_definite as retry_error:
+                raise check(retry_error.factor, stop=int(retry_error.column)) from retry_error
+            found = check(factor)
+            if found is not None:
+                raise found from error
+            return _CholmodNumeric(factor)  # (rounding differed; every pivot of the L D Lᵀ is clear of zero)
+        found = check(factor)
+        if found is not None:
+            raise found
         return _CholmodNumeric(factor)
 
 
@@ -151,6 +248,13 @@ class _ScipySymbolic:
         # the fill pattern's entries as sorted keys column * n + row (CSC order), to place each numeric factor's
         # entries in it
         self.fill_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.fill.indptr)) * n + self.fill.indices
+        self._parents: np.ndarray | None = None
+
+    def parents(self) -> np.ndarray:
+        """The elimination tree (read off the fill pattern once, when a pivot check first needs it)."""
+        if self._parents is None:
+            self._parents = _elimination_parents(self.fill)
+        return self._parents
 
 
 def _symbolic_fill(indices: np.ndarray, indptr: np.ndarray) -> sp.csc_matrix:
@@ -213,20 +317,45 @@ class ScipyBackend(Backend):
         np.cumsum(np.bincount(new_col, minlength=n), out=indptr[1:])
         return _ScipySymbolic(perm, source[order], new_row[order].astype(np.int32), indptr.astype(np.int32))
 
-    def factorize(self, symbolic: object, structure: LowerStructure, values: np.ndarray) -> Numeric:
-        n = structure.n
-        Qp = sp.csc_matrix((values[symbolic.take], symbolic.indices, symbolic.indptr), shape=(n, n))
+    @staticmethod
+    def _splu(Qp: sp.csc_matrix):
+        """SuperLU in symmetric mode without pivoting: ``(lu, None)``, or ``(None, SuperLU's error or None)`` where it
+        meets an exactly zero pivot (it stops, or takes an off-diagonal pivot)."""
         try:
             lu = spla.splu(Qp, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-        except RuntimeError as error:  # an exactly zero pivot
-            raise _not_positive_definite(None, 0.0, f"{self.name}: {error}") from None
-        pivots = lu.U.diagonal()
-        identity = np.arange(n)
-        bad = np.flatnonzero(~(pivots > 0))
-        if bad.size or not (np.array_equal(lu.perm_r, identity) and np.array_equal(lu.perm_c, identity)):
-            j = int(bad[0]) if bad.size else int(np.flatnonzero(lu.perm_r != identity)[0])
-            raise _not_positive_definite(int(symbolic.perm[j]), float(pivots[j]), self.name)
-        return _ScipyNumeric(lu, symbolic, pivots)
+        except RuntimeError as error:
+            if "singular" not in str(error):
+                raise
+            return None, error
+        identity = np.arange(Qp.shape[0])
+        if not np.array_equal(lu.perm_c, identity):
+            raise RuntimeError("scipy backend: SuperLU reordered the columns in symmetric mode")
+        return (lu, None) if np.array_equal(lu.perm_r, identity) else (None, None)
+
+    def factorize(self, symbolic: object, structure: LowerStructure, values: np.ndarray, input_eps: float) -> Numeric:
+        n = structure.n
+        Qp = sp.csc_matrix((values[symbolic.take], symbolic.indices, symbolic.indptr), shape=(n, n))
+        diagonal = values[structure.diagonal_entries][symbolic.perm]
+        lu, cause = self._splu(Qp)
+        if lu is not None:
+            pivots = lu.U.diagonal()
+            found = pivot_error(pivots, diagonal, symbolic.parents, input_eps, symbolic.perm, self.name)
+            if found is not None:
+                raise found
+            return _ScipyNumeric(lu, symbolic, pivots)
+        # An exactly zero pivot, which SuperLU does not locate. Without pivoting, the pivots of a leading block
+        # Qp[:k, :k] are the first k pivots of Qp: bisect for the longest leading block factorised without one
+        # (log₂ n factorisations, on this error path only); the zero pivot is the next step.
+        good, bad, leading = 0, n, np.zeros(0)
+        while bad - good > 1:
+            k = (good + bad) // 2
+            trial, _ = self._splu(Qp[:k, :k].tocsc())
+            if trial is None:
+                bad = k
+            else:
+                good, leading = k, trial.U.diagonal()
+        found = pivot_error(leading, diagonal, symbolic.parents, input_eps, symbolic.perm, self.name, stop=good)
+        raise found from cause
 
 
 def available_backends() -> tuple[str, ...]:

@@ -8,12 +8,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._validation import check_dense
+from .._validation import check_dense, describe
 from ._structure import check_symmetric_input, lower_structure, lower_values
 from .backends import Numeric, get_backend
 from .takahashi import SupernodalStructure, takahashi
 
-__all__ = ["CholeskyFactor", "cholesky", "symbolic_analyses"]
+__all__ = ["CholeskyFactor", "cholesky", "symbolic_analyses", "check_factor"]
 
 _COUNT = {"analyses": 0}
 _LOCK = threading.Lock()
@@ -89,9 +89,24 @@ class CholeskyFactor:
             )
         return B
 
-    def solve(self, B: torch.Tensor) -> torch.Tensor:
-        r""":math:`Q^{-1} B` for dense ``B`` of shape ``(n,)`` or ``(n, k)`` (original ordering; no gradient)."""
+    def _apply(self, kind: str, B: torch.Tensor) -> torch.Tensor:
+        """One of the factor's linear maps, differentiable w.r.t. ``B`` when it requires grad (see ``_FactorMap``)."""
         B = self._rhs(B)
+        if torch.is_grad_enabled() and B.requires_grad:
+            return _FactorMap.apply(B, self, kind)
+        return self._raw(kind, B)
+
+    def _raw(self, kind: str, B: torch.Tensor) -> torch.Tensor:
+        return self._solve(B) if kind == "solve" else self._triangular(B, transpose=kind == "Lt")
+
+    def solve(self, B: torch.Tensor) -> torch.Tensor:
+        r""":math:`Q^{-1} B` for dense ``B`` of shape ``(n,)`` or ``(n, k)`` (original ordering).
+
+        Differentiable w.r.t. ``B`` (any order: the backward is :math:`Q^{-1} G`); the factor is a constant, so there
+        is no gradient w.r.t. ``Q`` — use :func:`sparseprec.cholesky.sparse_cholesky_solve` for that."""
+        return self._apply("solve", B)
+
+    def _solve(self, B: torch.Tensor) -> torch.Tensor:
         b = B.detach().to(device="cpu", dtype=torch.float64).numpy()
         x = self.numeric.solve(b)
         return torch.from_numpy(np.ascontiguousarray(x)).to(dtype=self.dtype, device=self.device)
@@ -117,18 +132,47 @@ class CholeskyFactor:
         return L.values()[L.crow_indices()[1:] - 1]  # the diagonal is the last stored entry of each row of lower L
 
     def _triangular(self, B: torch.Tensor, transpose: bool) -> torch.Tensor:
-        B = self._rhs(B)
-        B2 = B.detach().reshape(self.n, -1)
+        B2 = B.detach().reshape(self.n, B.shape[1] if B.dim() == 2 else 1)
         X = torch.triangular_solve(B2, self.L, upper=False, transpose=transpose).solution
         return X.reshape(B.shape)
 
     def solve_L(self, B: torch.Tensor) -> torch.Tensor:
-        r""":math:`L^{-1} B` (``B`` in the permuted ordering: ``B = C[perm]`` for a ``C`` in the original one)."""
-        return self._triangular(B, transpose=False)
+        r""":math:`L^{-1} B` (``B`` in the permuted ordering: ``B = C[perm]`` for a ``C`` in the original one);
+        differentiable w.r.t. ``B`` (backward :math:`L^{-\top} G`), not w.r.t. ``Q``."""
+        return self._apply("L", B)
 
     def solve_Lt(self, B: torch.Tensor) -> torch.Tensor:
-        r""":math:`L^{-\top} B` (result in the permuted ordering: scatter it back with ``X[perm] = result``)."""
-        return self._triangular(B, transpose=True)
+        r""":math:`L^{-\top} B` (result in the permuted ordering: scatter it back with ``X[perm] = result``);
+        differentiable w.r.t. ``B`` (backward :math:`L^{-1} G`), not w.r.t. ``Q``."""
+        return self._apply("Lt", B)
+
+
+class _FactorMap(torch.autograd.Function):
+    """``B -> M B`` for one of a factor's fixed linear maps ``M`` (``Q⁻¹``, ``L⁻¹``, ``L⁻ᵀ``); the backward is
+    ``Mᵀ G`` through this same function, so the map is differentiable any number of times w.r.t. ``B``."""
+
+    _ADJOINT = {"solve": "solve", "L": "Lt", "Lt": "L"}
+
+    @staticmethod
+    def forward(ctx, B: torch.Tensor, factor: CholeskyFactor, kind: str) -> torch.Tensor:
+        ctx.factor, ctx.kind = factor, kind
+        return factor._raw(kind, B)
+
+    @staticmethod
+    def backward(ctx, G: torch.Tensor):
+        return ctx.factor._apply(_FactorMap._ADJOINT[ctx.kind], G.contiguous()), None, None
+
+
+def check_factor(factor: object, name: str, usage: str) -> CholeskyFactor:
+    """Raise ``TypeError`` unless ``factor`` is a :class:`CholeskyFactor`; ``usage`` shows the call to make instead
+    (e.g. ``"selected_inverse(cholesky(Q))"``)."""
+    if not isinstance(factor, CholeskyFactor):
+        got = f"a {describe(factor)}" if isinstance(factor, torch.Tensor) else type(factor).__name__
+        raise TypeError(
+            f"{name} must be a CholeskyFactor made by sparseprec.cholesky.cholesky (e.g. {usage} for a sparse SPD "
+            f"Q), got {got}"
+        )
+    return factor
 
 
 def cholesky(
@@ -162,12 +206,37 @@ def cholesky(
     Raises
     ------
     sparseprec.NotPositiveDefiniteError
-        With the column (original ordering) where the factorisation broke down.
+        ``Q`` is indefinite or numerically singular (see Notes), from either backend and every path (a first
+        factorisation or a refactorisation reusing a cached analysis); ``.column`` is the column of ``Q`` in its
+        original ordering (the elimination step mapped back through ``perm``) where the factorisation broke down.
     ValueError
         Non-square, batched or empty ``Q``; a non-symmetric ``Q`` (``triangle="full"``) or entries on the wrong side
         (``"lower"``/``"upper"``); a missing diagonal entry; NaN/Inf values; an unknown ordering.
     TypeError
         Dense or non-floating ``Q``.
+
+    Notes
+    -----
+    Positive definiteness is decided on the pivots :math:`d_j` (:math:`L_{jj}^2`, or :math:`D_{jj}` of an
+    :math:`L D L^\top`), in elimination order. The first pivot with
+
+    .. math:: d_j \le (c\, n\, \varepsilon_{64} + \varepsilon)\, S_j, \qquad c = 10,
+
+    is singular, where :math:`\varepsilon_{64}` is float64's machine epsilon (the factorisation runs in float64),
+    :math:`\varepsilon` that of ``Q``'s dtype, and :math:`S_j` the largest diagonal entry of ``Q`` over column
+    :math:`j`'s subtree of the elimination tree (the rows and columns :math:`d_j` is computed from; at most
+    :math:`\max_i Q_{ii}`). The first term is the rounding of the factorisation: the computed factor is exact for
+    some :math:`Q + \Delta Q` with :math:`|\Delta Q_{ik}| \lesssim n \varepsilon_{64} \sqrt{Q_{ii} Q_{kk}}`, so a
+    singular ``Q`` leaves a pivot of that order instead of zero (measured below :math:`2 n \varepsilon_{64} S_j` on
+    singular graph Laplacians, grids, RW1/RW2 and random weighted graphs, both backends, several orderings; :math:`c`
+    is the margin). The second is the rounding of ``Q``'s values to its dtype, which moves a pivot by about
+    :math:`\varepsilon S_j`: a float32 ``Q`` singular to float32 precision is refused. Every refused ``Q`` is
+    numerically singular, as :math:`\lambda_{\min}(Q) \le d_j` and :math:`S_j \le \lambda_{\max}(Q)` give
+    :math:`\kappa_2(Q) \ge 1 / (c n \varepsilon_{64} + \varepsilon)`; conversely a ``Q`` with a smaller condition
+    number is never refused. For a GMRF precision :math:`d_j = 1 / \mathrm{Var}(x_j \mid \text{later } x)`, so a
+    refusal needs a marginal variance :math:`\mathrm{Var}(x_i) \ge 1 / ((c n \varepsilon_{64} + \varepsilon) S_j)`.
+    Scaling by :math:`S_j` instead of :math:`Q_{jj}` matters: rounding noise reaches the last pivot of a component from
+    all of its nodes.
 
     Examples
     --------
@@ -196,7 +265,7 @@ def cholesky(
         with _LOCK:
             cache[key] = symbolic
             _COUNT["analyses"] += 1
-    numeric = chosen.factorize(symbolic, structure, values)
+    numeric = chosen.factorize(symbolic, structure, values, float(torch.finfo(Q.dtype).eps))
     factor = CholeskyFactor(numeric, Q.shape[0], Q.dtype, Q.device, chosen.name, ordering)
     factor._pattern_cache = (cache, key)
     return factor

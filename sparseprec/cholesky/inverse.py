@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
+from ..ops._once import first_derivative_only
 from ..ops._pattern import SparsePattern
-from ._structure import lower_structure
-from .factor import CholeskyFactor, cholesky
+from ..ops._values import stored_values
+from ._structure import check_symmetric_input, lower_structure
+from .factor import CholeskyFactor, check_factor, cholesky
 
 __all__ = ["selected_inverse", "diag_inverse", "sparse_logdet"]
 
@@ -18,6 +19,11 @@ def selected_inverse(factor: CholeskyFactor) -> torch.Tensor:
 
     Computed by the supernodal Takahashi recursions (see :mod:`sparseprec.cholesky.takahashi`) at about the
     cost of the numeric factorisation; the pattern contains every stored entry of ``Q``. No gradient.
+
+    Raises
+    ------
+    TypeError
+        ``factor`` is not a :class:`CholeskyFactor` (pass ``selected_inverse(cholesky(Q))``).
 
     Examples
     --------
@@ -29,6 +35,7 @@ def selected_inverse(factor: CholeskyFactor) -> torch.Tensor:
             [0.5000, 1.0000, 0.5000],
             [0.0000, 0.5000, 0.7500]], dtype=torch.float64)
     """
+    factor = check_factor(factor, "factor", "selected_inverse(cholesky(Q))")
     structure, Z = factor.selected_inverse_blocks()
     L = factor.numeric.L().tocoo()
     i, j = L.row.astype(np.int64), L.col.astype(np.int64)
@@ -44,6 +51,7 @@ def selected_inverse(factor: CholeskyFactor) -> torch.Tensor:
 
 
 def _diagonal(factor: CholeskyFactor) -> torch.Tensor:
+    factor = check_factor(factor, "factor", "diag_inverse(cholesky(Q))")
     structure, Z = factor.selected_inverse_blocks()
     j = np.arange(factor.n)
     d = np.empty(factor.n)
@@ -57,7 +65,16 @@ def diag_inverse(
     r""":math:`\mathrm{diag}(Q^{-1})`: the marginal variances of a GMRF with precision ``Q`` (exact; no gradient).
 
     ``Q`` is a sparse SPD tensor (factorised with ``backend``, ``ordering``, ``triangle`` as in :func:`cholesky`) or a
-    :class:`CholeskyFactor`.
+    :class:`CholeskyFactor` (then those three must be left at their defaults).
+
+    Raises
+    ------
+    TypeError
+        ``Q`` neither a sparse tensor nor a :class:`CholeskyFactor`.
+    ValueError
+        ``backend``, ``ordering`` or ``triangle`` given with a :class:`CholeskyFactor`; as :func:`cholesky` otherwise.
+    sparseprec.NotPositiveDefiniteError
+        As :func:`cholesky`.
 
     Examples
     --------
@@ -67,8 +84,21 @@ def diag_inverse(
     >>> diag_inverse(Q)
     tensor([0.6667, 0.6667], dtype=torch.float64)
     """
-    factor = Q if isinstance(Q, CholeskyFactor) else cholesky(Q, backend=backend, ordering=ordering, triangle=triangle)
-    return _diagonal(factor)
+    if isinstance(Q, CholeskyFactor):
+        if (backend, ordering, triangle) != ("auto", None, "full"):
+            raise ValueError(
+                "backend, ordering and triangle apply only when Q is a sparse tensor, but Q is a CholeskyFactor "
+                f"(backend {Q.backend!r}, ordering {Q.ordering!r}); got backend={backend!r}, ordering={ordering!r}, "
+                f"triangle={triangle!r}"
+            )
+        return _diagonal(Q)
+    if not isinstance(Q, torch.Tensor) or Q.layout == torch.strided:
+        got = f"a dense tensor of shape {tuple(Q.shape)}" if isinstance(Q, torch.Tensor) else type(Q).__name__
+        raise TypeError(
+            "Q must be a sparse COO/CSR SPD tensor or a CholeskyFactor (e.g. diag_inverse(Q.to_sparse_csr()) or "
+            f"diag_inverse(cholesky(Q))), got {got}"
+        )
+    return _diagonal(cholesky(Q, backend=backend, ordering=ordering, triangle=triangle))
 
 
 def _inverse_at_stored(Q: torch.Tensor, pattern: SparsePattern, factor: CholeskyFactor) -> np.ndarray:
@@ -88,21 +118,23 @@ def _inverse_at_stored(Q: torch.Tensor, pattern: SparsePattern, factor: Cholesky
 
 class _SparseLogdet(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, Q: torch.Tensor, factor: CholeskyFactor, triangle: str) -> torch.Tensor:
-        ctx.Q, ctx.factor, ctx.triangle = Q, factor, triangle
+    def forward(ctx, values: torch.Tensor, Q: torch.Tensor, factor: CholeskyFactor, triangle: str) -> torch.Tensor:
+        ctx.save_for_backward(values)
+        ctx.Q, ctx.factor, ctx.triangle = Q, factor, triangle  # Q without autograd history: index data only
         return factor.logdet()
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g: torch.Tensor):
         # ∂ log det Q / ∂Q = Q⁻¹ (symmetric), needed only at the stored entries: the selected inverse has them all.
         # One value of a one-triangle storage stands for Q_ij and Q_ji: twice the derivative off the diagonal.
+        (values,) = ctx.saved_tensors
         Q, triangle = ctx.Q, ctx.triangle
         pattern, _ = lower_structure(Q, triangle)
         z = torch.from_numpy(_inverse_at_stored(Q, pattern, ctx.factor)).to(dtype=Q.dtype, device=Q.device)
         if triangle != "full":
             z = torch.where(pattern.row == pattern.col, z, 2.0 * z)
-        return pattern.gradient_like(Q, z * g), None, None
+        # (Q⁻¹)_ij comes from NumPy: its own derivative, −(Q⁻¹ dQ Q⁻¹)_ij, is not implemented
+        return first_derivative_only(z * g, values, "sparse_logdet (w.r.t. Q's values)"), None, None, None
 
 
 def sparse_logdet(
@@ -121,6 +153,10 @@ def sparse_logdet(
     same for ``(i, j)`` and ``(j, i)``; with ``triangle="lower"``/``"upper"`` each off-diagonal stored value stands for
     both and gets :math:`2 (Q^{-1})_{ij}`), read from the selected inverse (supernodal Takahashi recursions, about
     one more numeric factorisation; no ``n × n`` intermediate, memory O(nnz(L))).
+
+    Differentiable once w.r.t. ``Q``: the second derivative :math:`-(Q^{-1} \, dQ \, Q^{-1})_{ij}` needs entries of
+    :math:`Q^{-1}` outside the selected pattern, so differentiating the gradient again (``create_graph=True``, a
+    Hessian) raises :class:`sparseprec.NotTwiceDifferentiableError` instead of silently dropping the term.
 
     Parameters
     ----------
@@ -150,6 +186,10 @@ def sparse_logdet(
     """
     if factor is None:
         factor = cholesky(Q, backend=backend, ordering=ordering, triangle=triangle)
-    elif not isinstance(factor, CholeskyFactor) or factor.n != Q.shape[-1]:
-        raise ValueError(f"factor must be a CholeskyFactor of Q (n = {Q.shape[-1]}), got {factor!r}")
-    return _SparseLogdet.apply(Q, factor, triangle)
+    else:
+        Q = check_symmetric_input(Q, triangle)
+        factor = check_factor(factor, "factor", "sparse_logdet(Q, factor=cholesky(Q))")
+        if factor.n != Q.shape[-1]:
+            raise ValueError(f"factor must be a CholeskyFactor of Q (n = {Q.shape[-1]}), got one with n = {factor.n}")
+    pattern, _ = lower_structure(Q, triangle)
+    return _SparseLogdet.apply(stored_values(Q, pattern), Q.detach(), factor, triangle)

@@ -6,8 +6,8 @@ import torch
 
 from ..ops._solve_rule import linear_solve
 from ..ops._values import stored_values
-from ._structure import lower_structure
-from .factor import CholeskyFactor, cholesky
+from ._structure import check_symmetric_input, lower_structure
+from .factor import CholeskyFactor, check_factor, cholesky
 
 __all__ = ["sparse_cholesky_solve", "symmetric_solve", "FactorSolver"]
 
@@ -29,7 +29,8 @@ def symmetric_solve(Q: torch.Tensor, B: torch.Tensor, factor: CholeskyFactor, tr
     values (the symmetric convention of ``triangle``) and ``B``."""
     pattern, _ = lower_structure(Q, triangle)
     values = stored_values(Q, pattern)
-    X = linear_solve(values, B.reshape(factor.n, -1), FactorSolver(factor), pattern, symmetric=triangle)
+    k = B.shape[1] if B.dim() == 2 else 1
+    X = linear_solve(values, B.reshape(factor.n, k), FactorSolver(factor), pattern, symmetric=triangle)
     return X.reshape(B.shape)
 
 
@@ -77,7 +78,10 @@ def sparse_cholesky_solve(
     """
     if factor is None:
         factor = cholesky(Q, backend=backend, ordering=ordering, triangle=triangle)
-    elif not isinstance(factor, CholeskyFactor) or factor.n != Q.shape[-1]:
-        raise ValueError(f"factor must be a CholeskyFactor of Q (n = {Q.shape[-1]}), got {factor!r}")
+    else:
+        Q = check_symmetric_input(Q, triangle)
+        factor = check_factor(factor, "factor", "sparse_cholesky_solve(Q, B, factor=cholesky(Q))")
+        if factor.n != Q.shape[-1]:
+            raise ValueError(f"factor must be a CholeskyFactor of Q (n = {Q.shape[-1]}), got one with n = {factor.n}")
     factor._rhs(B)
     return symmetric_solve(Q, B, factor, triangle)
