@@ -84,9 +84,9 @@ def attach_solve_gradient(
     """
     if op.kind == "sparse":
         values = stored_values(op.A, op.pattern)
-        n = op.n
-        B2 = B.reshape(n, -1)
-        solver = _Krylov(B2, X.reshape(n, -1), forward_solve, make_adjoint_solve(), op.vector)
+        n, k = op.n, (B.shape[1] if B.dim() == 2 else 1)  # explicit: reshape(0, -1) is ambiguous
+        B2 = B.reshape(n, k)
+        solver = _Krylov(B2, X.reshape(n, k), forward_solve, make_adjoint_solve(), op.vector)
         return linear_solve(values, B2, solver, op.pattern).reshape(X.shape)
     residual = B - op.apply(X)
     if not residual.requires_grad:  # e.g. a callable that captures nothing learnable

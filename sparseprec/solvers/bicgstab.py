@@ -29,7 +29,8 @@ class BiCGSTAB(KrylovSolver):
     then :math:`x \leftarrow x + \alpha M p + \omega M s`, :math:`r = s - \omega t`. A column stops when
     :math:`\|r\|_2` (or already :math:`\|s\|_2` at the half step) is at most :math:`\max(\text{rtol}\,\|b\|_2,
     \text{atol})`. A vanishing :math:`\rho`, :math:`\hat r^\top v` or :math:`\omega` stops the column with
-    ``Status.BREAKDOWN``.
+    ``Status.BREAKDOWN``. As for :class:`CG`, a column that met its tolerance is checked against its true residual
+    ``b − A x`` and refused above 10 times the tolerance (``Status.TRUE_RESIDUAL_TOO_LARGE``).
 
     Gradients: implicit, as for :class:`CG`, but the backward solve is with ``Aᵀ``: available for tensor ``A``
     (sparse: CSR transpose with cached index data); a callable ``A`` raises when a gradient is requested. A
@@ -46,7 +47,7 @@ class BiCGSTAB(KrylovSolver):
     >>> import torch
     >>> from sparseprec.solvers import BiCGSTAB
     >>> A = torch.tensor([[3.0, 1.0], [-1.0, 2.0]], dtype=torch.float64).to_sparse_csr()  # non-symmetric
-    >>> BiCGSTAB(rtol=1e-12).solve(A, torch.tensor([4.0, 1.0], dtype=torch.float64)).value
+    >>> BiCGSTAB(rtol=1e-12).solve(A, torch.tensor([4.0, 1.0], dtype=torch.float64)).value.round(decimals=8)
     tensor([1., 1.], dtype=torch.float64)
     """
 

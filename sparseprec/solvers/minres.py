@@ -30,7 +30,9 @@ class MINRES(KrylovSolver):
     recurrence's residual norm :math:`\bar\phi_m`, which equals :math:`\|r_m\|_2` without a preconditioner and
     :math:`\|r_m\|_M = \sqrt{r_m^\top M r_m}` with one; a column stops once
     :math:`\bar\phi_m \le \max(\text{rtol}\,\|b\|, \text{atol})` (``‖b‖`` in the same norm). The preconditioner must be
-    SPD (``rᵀ M r <= 0`` stops the column with ``Status.PRECONDITIONER_NOT_POSITIVE_DEFINITE``).
+    SPD (``rᵀ M r <= 0`` stops the column with ``Status.PRECONDITIONER_NOT_POSITIVE_DEFINITE``). As for :class:`CG`, a
+    column that met its tolerance is checked against its true residual ``b − A x`` (in the same norm) and refused
+    above 10 times the tolerance.
 
     Gradients: as for :class:`CG` (implicit function theorem, one more MINRES solve with the symmetric ``A``).
 
@@ -51,6 +53,12 @@ class MINRES(KrylovSolver):
 
     symmetric = True
     maxiter_factor = 5
+
+    def _stopping_norm(self, R: torch.Tensor, M: Preconditioning) -> torch.Tensor | None:
+        # with a preconditioner the test reads ‖r‖_M = √(rᵀ M r): check the true residual in that norm
+        if not M:
+            return None
+        return column_dot(R, M(R), torch.empty_like(R)).clamp_(min=0).sqrt_()
 
     def _iterate(
         self,
@@ -142,7 +150,7 @@ def minres(A: Any, B: torch.Tensor, x0: torch.Tensor | None = None, **settings: 
     >>> import torch
     >>> from sparseprec.solvers import minres
     >>> A = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64).to_sparse_csr()  # indefinite
-    >>> minres(A, torch.tensor([2.0, 3.0], dtype=torch.float64), rtol=1e-12)
+    >>> minres(A, torch.tensor([2.0, 3.0], dtype=torch.float64), rtol=1e-12).round(decimals=8)
     tensor([3., 2.], dtype=torch.float64)
     """
     return MINRES(**settings)(A, B, x0=x0)

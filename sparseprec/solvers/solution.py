@@ -32,15 +32,26 @@ class Status(enum.Enum):
         "{solver} broke down (a recurrence coefficient vanished) in {failed} of {k} columns (e.g. column {column}) "
         "at relative residual {worst:.3g}. Try another `x0`, a `preconditioner`, or `MINRES` if A is symmetric."
     )
+    TRUE_RESIDUAL_TOO_LARGE = (
+        "{solver}'s recurrence met the tolerance but the returned x does not: its true residual is ‖b − A x‖ = "
+        "{worst:.3g} ‖b‖ in {failed} of {k} columns (e.g. column {column}), {excess:.3g} times the tolerance "
+        "max(rtol ‖b‖, atol) where at most {factor:g} times is accepted. A is singular, or too ill-conditioned for "
+        "rtol={rtol:g} (atol={atol:g}) in {dtype}, whose attainable relative residual is about κ(A) × {eps:.2g}. "
+        "Check A for a null space (e.g. an intrinsic model without its constraint, or a precision parameter of 0), "
+        "loosen `rtol`, or solve in float64 if B is float32."
+    )
     NON_FINITE = (
         "{solver} produced NaN or Inf in {failed} of {k} columns (e.g. column {column}). Check A, B, x0 and the "
-        "preconditioner for NaN/Inf values and A for singularity."
+        "preconditioner for NaN/Inf values or values so large that their squares overflow {dtype} (rescale them), "
+        "and A for singularity."
     )
 
 
-# Per-column failure codes held on the device during the iteration (0: none); their Status, worst first.
+# Per-column failure codes (0: none; held on the device during the iteration, TRUE_RESIDUAL set when reporting);
+# their Status, worst first.
 CODE_STATUS = {
-    4: Status.NON_FINITE,
+    5: Status.NON_FINITE,
+    4: Status.TRUE_RESIDUAL_TOO_LARGE,
     3: Status.NOT_POSITIVE_DEFINITE,
     2: Status.PRECONDITIONER_NOT_POSITIVE_DEFINITE,
     1: Status.BREAKDOWN,
@@ -56,7 +67,11 @@ class Solution:
     value : torch.Tensor
         The solution ``X``, shaped like ``B``; differentiable w.r.t. ``B`` and ``A`` (see the solver's docs).
     converged : torch.Tensor
-        Bool, shape ``B.shape[1:]`` (a 0-d tensor for a 1-D ``B``): whether each column met its tolerance.
+        Bool, shape ``B.shape[1:]`` (a 0-d tensor for a 1-D ``B``): whether each column met its tolerance. The
+        recurrence's stopping test decides, and is then checked against the true residual: a column whose
+        ``residual_norm`` exceeds ``TRUE_RESIDUAL_FACTOR = 10`` times its ``tolerance`` (in the stopping test's
+        norm), or whose ``X`` is not finite, has not converged (``Status.TRUE_RESIDUAL_TOO_LARGE``,
+        ``Status.NON_FINITE``).
     iterations : torch.Tensor
         int64, shape ``B.shape[1:]``: iterations each column took (a column stops when it converges).
     residual_norm : torch.Tensor
@@ -66,7 +81,9 @@ class Solution:
         Shape ``B.shape[1:]``: the absolute tolerance of each column, ``max(rtol ‖B_j‖, atol)`` (MINRES with a
         preconditioner: in the preconditioner's norm, see :class:`MINRES`).
     status : Status
-        ``Status.SUCCESS`` or the worst failure among the columns.
+        ``Status.SUCCESS`` or the worst failure among the columns (worst first: ``NON_FINITE``,
+        ``TRUE_RESIDUAL_TOO_LARGE``, ``NOT_POSITIVE_DEFINITE``, ``PRECONDITIONER_NOT_POSITIVE_DEFINITE``, ``BREAKDOWN``,
+        ``MAX_ITERATIONS``).
     message : str
         ``status`` spelled out, with what to try.
     """

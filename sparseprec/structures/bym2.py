@@ -78,7 +78,7 @@ def bym2_scaling(adjacency: object, per_node: bool = False) -> float | torch.Ten
     Examples
     --------
     >>> from sparseprec.structures import adjacency_from_pairs, bym2_scaling
-    >>> bym2_scaling(adjacency_from_pairs([(0, 1)]))
+    >>> round(bym2_scaling(adjacency_from_pairs([(0, 1)])), 10)
     0.25
     """
     W = as_scipy_adjacency(adjacency)

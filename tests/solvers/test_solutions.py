@@ -80,10 +80,11 @@ def test_columns_converge_independently(solver):
     assert solution.iterations[0] == 0 and solution.iterations[1] == 1 and solution.iterations[2] > 5
     torch.testing.assert_close(solution.value[:, 0], torch.zeros(50, dtype=torch.float64))
     torch.testing.assert_close(solution.value, torch.linalg.solve(A, B), rtol=1e-8, atol=1e-9)
-    # a column's result does not depend on the columns solved beside it
+    # a column's result does not depend on the columns solved beside it, up to rounding: a column alone and inside a
+    # block adds its products in another order, which can move the last stopping test by one iteration
     alone = solver(rtol=1e-10).solve(as_kind(A, mask, "csr"), generic)
-    assert alone.iterations == solution.iterations[2]
-    torch.testing.assert_close(alone.value, solution.value[:, 2], rtol=1e-12, atol=1e-12)
+    assert abs(int(alone.iterations) - int(solution.iterations[2])) <= 1
+    torch.testing.assert_close(alone.value, solution.value[:, 2], rtol=1e-8, atol=1e-9)
 
 
 @pytest.mark.parametrize("solver", [CG, MINRES, BiCGSTAB])
