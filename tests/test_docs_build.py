@@ -14,7 +14,16 @@ def test_sphinx_build_is_warning_free(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     pages = {p.name for p in (tmp_path / "html").glob("*.html")}
-    guide = {"concepts", "choosing_a_solver", "gmrf_modelling", "pyro", "gpytorch", "migration", "benchmarks", "reliability"}
+    guide = {
+        "concepts",
+        "choosing_a_solver",
+        "gmrf_modelling",
+        "pyro",
+        "gpytorch",
+        "migration",
+        "benchmarks",
+        "reliability",
+    }
     assert {"index.html", "api.html"} | {f"{page}.html" for page in guide} <= pages
     assert (tmp_path / "html" / "_images").is_dir()
     for page in ("concepts", "choosing_a_solver", "gmrf_modelling", "gpytorch", "pyro"):  # the worked examples' figures
