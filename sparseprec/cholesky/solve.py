@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from ..ops._solve_rule import linear_solve
-from ..ops._values import stored_values
 from ._structure import check_symmetric_input, lower_structure
 from .factor import CholeskyFactor, check_factor, cholesky
 
@@ -28,9 +27,8 @@ def symmetric_solve(Q: torch.Tensor, B: torch.Tensor, factor: CholeskyFactor, tr
     """``Q⁻¹ B`` (``B`` ``(n,)`` or ``(n, k)``) by ``factor``, differentiable any number of times w.r.t. ``Q``'s stored
     values (the symmetric convention of ``triangle``) and ``B``."""
     pattern, _ = lower_structure(Q, triangle)
-    values = stored_values(Q, pattern)
     k = B.shape[1] if B.dim() == 2 else 1
-    X = linear_solve(values, B.reshape(factor.n, k), FactorSolver(factor), pattern, symmetric=triangle)
+    X = linear_solve(Q, B.reshape(factor.n, k), FactorSolver(factor), pattern, symmetric=triangle)
     return X.reshape(B.shape)
 
 

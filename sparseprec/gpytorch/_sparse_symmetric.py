@@ -19,7 +19,6 @@ from ..cholesky.solve import FactorSolver
 from ..ops import sparse_csr_tensor
 from ..ops._pattern import _rows_from_crow, pattern_of
 from ..ops._solve_rule import linear_solve
-from ..ops._values import stored_values
 from ._roots import CholeskyRoot
 
 __all__ = ["SymmetricPattern"]
@@ -80,7 +79,7 @@ def inverse_matmul(Q: torch.Tensor, B: torch.Tensor, factor: CholeskyFactor, tra
     ``torch.linalg.solve`` gives. The library's one solve rule (:mod:`sparseprec.ops._solve_rule`), so it is
     differentiable any number of times."""
     pattern = pattern_of(Q)
-    return linear_solve(stored_values(Q, pattern), B, FactorSolver(factor), pattern, transposed)
+    return linear_solve(Q, B, FactorSolver(factor), pattern, transposed)
 
 
 class SparseSymmetricOperator(LinearOperator):

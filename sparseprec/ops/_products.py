@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ._pattern import SparsePattern
+from ._values import operand_gradient, operand_values
 
 __all__ = ["kernel_mm", "sampled_product"]
 
@@ -41,23 +42,23 @@ def _mm(values: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, transpose
 
 class _KernelMM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, values: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, transpose: bool) -> torch.Tensor:
-        ctx.save_for_backward(values, B)
+    def forward(ctx, operand: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, transpose: bool) -> torch.Tensor:
+        ctx.save_for_backward(operand, B)
         ctx.pattern, ctx.transpose = pattern, transpose
-        return _mm(values, B, pattern, transpose)
+        return _mm(operand_values(operand, pattern), B, pattern, transpose)
 
     @staticmethod
     def backward(ctx, G: torch.Tensor):
-        values, B = ctx.saved_tensors
+        operand, B = ctx.saved_tensors
         G = G.contiguous()
-        grad_values = grad_B = None
+        grad_operand = grad_B = None
         if ctx.needs_input_grad[0]:
             # C = K B: dK_ij = sum_k G_ik B_jk; C = Kᵀ B: dK_ij = sum_k B_ik G_jk; at stored (i, j) only
             U, V = (B, G) if ctx.transpose else (G, B)
-            grad_values = sampled_product(ctx.pattern, U, V)
+            grad_operand = operand_gradient(sampled_product(ctx.pattern, U, V), operand, ctx.pattern)
         if ctx.needs_input_grad[1]:
-            grad_B = kernel_mm(values, G, ctx.pattern, transpose=not ctx.transpose)
-        return grad_values, grad_B, None, None
+            grad_B = kernel_mm(operand, G, ctx.pattern, transpose=not ctx.transpose)
+        return grad_operand, grad_B, None, None
 
 
 class _SampledProduct(torch.autograd.Function):
@@ -79,12 +80,13 @@ def _recorded(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def kernel_mm(values: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, *, transpose: bool) -> torch.Tensor:
+def kernel_mm(operand: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, *, transpose: bool) -> torch.Tensor:
     """:math:`K B` (``transpose=False``, ``B`` of shape ``(M, p)``) or :math:`K^\\top B` (``(N, p)``) for the kernel
-    matrix ``K`` with kernel-ordered ``values``; differentiable w.r.t. ``values`` and ``B``, any number of times."""
-    if not _recorded(values, B):
-        return _mm(values, B, pattern, transpose)
-    return _KernelMM.apply(values, B, pattern, transpose)
+    matrix ``K`` of ``operand``: the sparse matrix itself (of ``pattern``), or its kernel-ordered values (dense
+    ``(nnz,)``); differentiable w.r.t. ``operand`` and ``B``, any number of times."""
+    if not _recorded(operand, B):
+        return _mm(operand_values(operand, pattern), B, pattern, transpose)
+    return _KernelMM.apply(operand, B, pattern, transpose)
 
 
 def sampled_product(pattern: SparsePattern, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch
 
 from ._pattern import SparsePattern
 from ._products import sampled_product
+from ._values import operand_gradient
 
 __all__ = ["LinearSolver", "linear_solve", "symmetric_directions"]
 
@@ -68,7 +69,7 @@ class _LinearSolve(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx,
-        values: torch.Tensor,
+        operand: torch.Tensor,
         B: torch.Tensor,
         solver: LinearSolver,
         pattern: SparsePattern,
@@ -76,37 +77,40 @@ class _LinearSolve(torch.autograd.Function):
         symmetric: str | None,
     ) -> torch.Tensor:
         X = solver.solve(B, transpose)  # shape: (n, p)
-        ctx.save_for_backward(values, X)
+        ctx.save_for_backward(operand, X)
         ctx.solver, ctx.pattern, ctx.transpose, ctx.symmetric = solver, pattern, transpose, symmetric
         return X
 
     @staticmethod
     def backward(ctx, G: torch.Tensor):
-        values, X = ctx.saved_tensors
+        operand, X = ctx.saved_tensors
         # Λ = op(A)⁻ᵀ G: the same solve, transposed, on the autograd graph when the caller builds one (create_graph)
-        Lam = linear_solve(values, G.contiguous(), ctx.solver, ctx.pattern, not ctx.transpose, ctx.symmetric)
-        grad_values = None
+        Lam = linear_solve(operand, G.contiguous(), ctx.solver, ctx.pattern, not ctx.transpose, ctx.symmetric)
+        grad_operand = None
         if ctx.needs_input_grad[0]:
             # ∂L/∂op(A) = −Λ Xᵀ; for op(A) = Aᵀ that is ∂L/∂A = −X Λᵀ (the sign goes on the n x p factor)
             U, V = (X, Lam) if ctx.transpose else (Lam, X)
-            grad_values = symmetric_directions(ctx.pattern, ctx.symmetric, U.neg(), V)
+            grad = symmetric_directions(ctx.pattern, ctx.symmetric, U.neg(), V)
+            grad_operand = operand_gradient(grad, operand, ctx.pattern)
         grad_B = Lam if ctx.needs_input_grad[1] else None
-        return grad_values, grad_B, None, None, None, None
+        return grad_operand, grad_B, None, None, None, None
 
 
 def linear_solve(
-    values: torch.Tensor,
+    operand: torch.Tensor,
     B: torch.Tensor,
     solver: LinearSolver,
     pattern: SparsePattern,
     transpose: bool = False,
     symmetric: str | None = None,
 ) -> torch.Tensor:
-    """:math:`X = \\mathrm{op}(A)^{-1} B` for the ``(n, p)`` block ``B``, with gradients w.r.t. ``B`` and ``A``'s
-    kernel-ordered stored ``values`` (see the module docstring), differentiable any number of times.
+    """:math:`X = \\mathrm{op}(A)^{-1} B` for the ``(n, p)`` block ``B``, with gradients w.r.t. ``B`` and ``A``
+    (see the module docstring), differentiable any number of times.
 
-    ``values`` only carries the autograd dependence (the solver already holds ``A``); the result has ``B``'s shape.
+    ``operand`` is the sparse ``A`` itself (of ``pattern``; its gradient is sparse with its layout and indices) or
+    its kernel-ordered stored values (dense ``(nnz,)``). It only carries the autograd dependence: the solver already
+    holds ``A``. The result has ``B``'s shape.
     """
-    if not (torch.is_grad_enabled() and (values.requires_grad or B.requires_grad)):
+    if not (torch.is_grad_enabled() and (operand.requires_grad or B.requires_grad)):
         return solver.solve(B, transpose)
-    return _LinearSolve.apply(values, B, solver, pattern, transpose, symmetric)
+    return _LinearSolve.apply(operand, B, solver, pattern, transpose, symmetric)

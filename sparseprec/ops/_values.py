@@ -23,7 +23,7 @@ import torch
 
 from ._pattern import SparsePattern, same_memory
 
-__all__ = ["stored_values", "wrap_values", "read_values"]
+__all__ = ["stored_values", "wrap_values", "read_values", "operand_values", "operand_gradient"]
 
 
 def _own_indices(S: torch.Tensor, template: torch.Tensor) -> bool:
@@ -96,7 +96,7 @@ class _Read(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return _Wrap.apply(grad.contiguous(), ctx.template, ctx.pattern, ctx.raw), None, None, None
+        return wrap_values(grad.contiguous(), ctx.template, ctx.pattern, raw=ctx.raw), None, None, None
 
 
 class _Wrap(torch.autograd.Function):
@@ -107,12 +107,12 @@ class _Wrap(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return _Read.apply(grad, ctx.template, ctx.pattern, ctx.raw), None, None, None
+        return read_values(grad, ctx.template, ctx.pattern, raw=ctx.raw), None, None, None
 
 
 def _template(A: torch.Tensor) -> torch.Tensor:
     """``A`` without autograd history (the index tensors are shared, not copied)."""
-    return A.detach()
+    return A.detach() if A.requires_grad else A
 
 
 def stored_values(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
@@ -147,3 +147,13 @@ def read_values(S: torch.Tensor, template: torch.Tensor, pattern: SparsePattern,
     if not (S.requires_grad and torch.is_grad_enabled()):
         return _read(S, template, pattern, raw)
     return _Read.apply(S, template, pattern, raw)
+
+
+def operand_values(operand: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
+    """Kernel-ordered values of an op's operand: the sparse matrix's stored values, or the values themselves."""
+    return operand if operand.layout == torch.strided else pattern.kernel_values(operand)
+
+
+def operand_gradient(grad: torch.Tensor, operand: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
+    """A kernel-ordered gradient in the operand's form: sparse like the matrix (:func:`wrap_values`), or as is."""
+    return grad if operand.layout == torch.strided else wrap_values(grad, operand, pattern, raw=False)

@@ -11,7 +11,6 @@ from .._validation import describe
 from ._operands import operands
 from ._pattern import SparsePattern, pattern_of
 from ._solve_rule import linear_solve
-from ._values import stored_values
 
 __all__ = ["sparse_generic_solve"]
 
@@ -137,7 +136,6 @@ def sparse_generic_solve(
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable as {name}(A, B, **kwargs), got {type(fn).__name__}")
     pattern = pattern_of(A)
-    values = stored_values(A, pattern)
     solver = _UserSolver(A, pattern, solve, transpose_solve, kwargs, vector=B.dim() == 1)
-    X = linear_solve(values, ops.B2, solver, pattern)
+    X = linear_solve(A, ops.B2, solver, pattern)
     return X.reshape(ops.out_shape)

@@ -7,7 +7,6 @@ import torch
 from ._operands import operands
 from ._pattern import pattern_of
 from ._products import kernel_mm
-from ._values import stored_values
 
 __all__ = ["sparse_mm"]
 
@@ -80,5 +79,5 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> t
     """
     ops = operands(A, B, square=False, allow_vector=True, transpose=bool(transpose))
     pattern = pattern_of(A)
-    C = kernel_mm(stored_values(A, pattern), ops.B2, pattern, transpose=bool(transpose))  # shape: (b n, p)
+    C = kernel_mm(A, ops.B2, pattern, transpose=bool(transpose))  # shape: (b n, p)
     return C.reshape(ops.out_shape)

@@ -7,7 +7,6 @@ import torch
 from ._operands import operands
 from ._pattern import SparsePattern, pattern_of
 from ._solve_rule import linear_solve
-from ._values import stored_values
 
 __all__ = ["sparse_triangular_solve"]
 
@@ -107,7 +106,6 @@ def sparse_triangular_solve(
     ops = operands(A, B, square=True, allow_vector=True)
     pattern = pattern_of(A)
     pattern.check_triangular(bool(upper), bool(unitriangular), "A")
-    values = stored_values(A, pattern)
-    solver = _Triangular(pattern, values.detach(), bool(upper), bool(unitriangular), "A")
-    X = linear_solve(values, ops.B2, solver, pattern, transpose=bool(transpose))  # shape: (b n, p)
+    solver = _Triangular(pattern, pattern.kernel_values(A.detach()), bool(upper), bool(unitriangular), "A")
+    X = linear_solve(A, ops.B2, solver, pattern, transpose=bool(transpose))  # shape: (b n, p)
     return X.reshape(ops.out_shape)

@@ -24,7 +24,6 @@ import torch
 
 from ..ops._once import first_derivative_only
 from ..ops._solve_rule import linear_solve
-from ..ops._values import stored_values
 from ._operator import Operator
 
 __all__ = ["attach_solve_gradient", "needs_gradient"]
@@ -83,11 +82,10 @@ def attach_solve_gradient(
     returns the map ``G -> A⁻ᵀ G`` (asked for here, so that it raises at once if it cannot be had).
     """
     if op.kind == "sparse":
-        values = stored_values(op.A, op.pattern)
         n, k = op.n, (B.shape[1] if B.dim() == 2 else 1)  # explicit: reshape(0, -1) is ambiguous
         B2 = B.reshape(n, k)
         solver = _Krylov(B2, X.reshape(n, k), forward_solve, make_adjoint_solve(), op.vector)
-        return linear_solve(values, B2, solver, op.pattern).reshape(X.shape)
+        return linear_solve(op.A, B2, solver, op.pattern).reshape(X.shape)
     residual = B - op.apply(X)
     if not residual.requires_grad:  # e.g. a callable that captures nothing learnable
         return X
