@@ -23,6 +23,7 @@ from ..ops import sparse_csr_tensor
 __all__ = [
     "Pattern",
     "as_parameter",
+    "hyper_parameters",
     "check_positive",
     "as_int",
     "as_bool",
@@ -77,6 +78,29 @@ def as_parameter(x: float | torch.Tensor, name: str, dtype: torch.dtype, device:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise TypeError(f"{name} must be a float or a 0-D tensor, got {type(x).__name__}")
     return torch.tensor(float(x), dtype=dtype, device=device)
+
+
+def hyper_parameters(dtype: torch.dtype | None, **values: float | torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Scalar hyper-parameters (in the order given) as 0-D tensors of one dtype and one device.
+
+    ``dtype=None``: the floating dtype of the tensor parameters, which must agree (float64 when all are numbers); a
+    given ``dtype`` converts tensor parameters to it (differentiably, as ``Tensor.to``). Never a silent mixture: two
+    tensor parameters of different dtypes without ``dtype`` are a ``TypeError``, on different devices a ``ValueError``.
+    """
+    tensors = {name: x for name, x in values.items() if isinstance(x, torch.Tensor)}
+    if dtype is None:
+        dtypes = {x.dtype for x in tensors.values() if x.is_floating_point()}
+        if len(dtypes) > 1:
+            found = ", ".join(f"{name} {x.dtype}" for name, x in tensors.items())
+            raise TypeError(f"the hyper-parameters have different dtypes ({found}): pass dtype= to convert them")
+        dtype = dtypes.pop() if dtypes else torch.float64
+    dtype = check_dtype(dtype)
+    devices = {x.device for x in tensors.values()}
+    if len(devices) > 1:
+        found = ", ".join(f"{name} {x.device}" for name, x in tensors.items())
+        raise ValueError(f"the hyper-parameters are on different devices ({found})")
+    device = devices.pop() if devices else None
+    return tuple(as_parameter(x, name, dtype, device).to(dtype) for name, x in values.items())
 
 
 def check_positive(**parameters: torch.Tensor) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._assemble import as_parameter, check_dtype, check_positive
+from ._assemble import check_positive, hyper_parameters
 from .adjacency import as_scipy_adjacency
 from .laplacian import _laplacian_pattern
 
 __all__ = ["icar", "car"]
 
 
-def icar(adjacency: object, tau: float | torch.Tensor = 1.0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def icar(adjacency: object, tau: float | torch.Tensor = 1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
     r"""Precision of the intrinsic CAR (Besag) model: :math:`Q = \tau (D - W)`.
 
     Rank :math:`n - c` for a graph with :math:`c` connected components (an isolated node is a component with a zero
@@ -24,7 +24,8 @@ def icar(adjacency: object, tau: float | torch.Tensor = 1.0, dtype: torch.dtype 
         ``tau <= 0`` or a non-finite ``tau`` (checked on the value: ``Q`` would not be positive semi-definite), an
         invalid adjacency.
     TypeError
-        ``dtype`` other than float32/float64, a ``tau`` that is neither a number nor a tensor.
+        ``dtype`` other than float32/float64, a ``tau`` that is neither a number nor a tensor (the result's dtype
+        is ``dtype``, by default ``tau``'s, float64 for a number).
 
     Examples
     --------
@@ -34,7 +35,7 @@ def icar(adjacency: object, tau: float | torch.Tensor = 1.0, dtype: torch.dtype 
             [-2.,  2.]], dtype=torch.float64)
     """
     W = as_scipy_adjacency(adjacency)
-    tau = as_parameter(tau, "tau", check_dtype(dtype), None)
+    (tau,) = hyper_parameters(dtype, tau=tau)
     check_positive(tau=tau)
     pattern, values = _laplacian_pattern(W)
     return pattern.matrix(tau * torch.from_numpy(values).to(tau))
@@ -44,7 +45,7 @@ def car(
     adjacency: object,
     rho: float | torch.Tensor,
     tau: float | torch.Tensor = 1.0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     r"""Precision of the proper CAR model: :math:`Q = \tau (D - \rho W)`, :math:`D = \mathrm{diag}(W 1)`.
 
@@ -57,6 +58,9 @@ def car(
     ValueError
         ``|rho| >= 1`` (or NaN), ``tau <= 0`` or non-finite (checked on the values), an isolated node (degree 0:
         ``Q`` would be singular), an invalid adjacency.
+    TypeError
+        Tensors ``rho`` and ``tau`` of different dtypes without ``dtype`` (the result's dtype is ``dtype``, by
+        default the tensor parameters', float64 for numbers; a given ``dtype`` converts them, differentiably).
 
     Examples
     --------
@@ -70,8 +74,7 @@ def car(
             [ 0.0000, -0.5000,  1.0000]], dtype=torch.float64)
     """
     W = as_scipy_adjacency(adjacency)
-    rho = as_parameter(rho, "rho", check_dtype(dtype), None)
-    tau = as_parameter(tau, "tau", dtype, rho.device)
+    rho, tau = hyper_parameters(dtype, rho=rho, tau=tau)
     if not bool(rho.detach().abs() < 1):
         raise ValueError(f"rho must satisfy |rho| < 1 for a proper CAR, got {float(rho.detach())}")
     check_positive(tau=tau)

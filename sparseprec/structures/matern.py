@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._assemble import Pattern, as_grid_shape, as_int, as_parameter, as_spacing, check_dtype, check_positive
+from ._assemble import Pattern, as_grid_shape, as_int, as_spacing, check_positive, hyper_parameters
 from .adjacency import as_scipy_adjacency
 from .laplacian import _laplacian_scipy, grid_adjacency
 
@@ -22,7 +22,7 @@ def matern_spde(
     tau: float | torch.Tensor = 1.0,
     alpha: int = 2,
     spacing: float = 1.0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     r"""Precision of the SPDE :math:`(\kappa^2 - \Delta)^{\alpha/2} (\tau x) = \mathcal W` on a regular lattice.
 
@@ -57,7 +57,9 @@ def matern_spde(
     ------
     TypeError
         Non-integer sizes in ``grid_shape`` (``2.5`` is refused, not truncated) or ``alpha``, a ``spacing`` that is
-        not a number, ``dtype`` other than float32/float64.
+        not a number, ``dtype`` other than float32/float64, tensors ``kappa`` and ``tau`` of different dtypes
+        without ``dtype`` (the result's dtype is ``dtype``, by default the tensor parameters', float64 for numbers;
+        a given ``dtype`` converts them, differentiably).
     ValueError
         ``grid_shape`` not 2-D/3-D with positive sizes, ``alpha`` not in 1..4, ``kappa``, ``tau`` or ``spacing`` not
         positive and finite.
@@ -74,8 +76,7 @@ def matern_spde(
     if alpha not in (1, 2, 3, 4):
         raise ValueError(f"alpha must be 1, 2, 3 or 4, got {alpha}")
     spacing = as_spacing(spacing)
-    kappa = as_parameter(kappa, "kappa", check_dtype(dtype), None)
-    tau = as_parameter(tau, "tau", dtype, kappa.device)
+    kappa, tau = hyper_parameters(dtype, kappa=kappa, tau=tau)
     check_positive(kappa=kappa, tau=tau)
     d = len(grid_shape)
     pattern, basis = _structure(grid_shape, alpha, spacing)

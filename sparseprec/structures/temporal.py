@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._assemble import Pattern, as_bool, as_int, as_parameter, check_dtype, check_positive
+from ._assemble import Pattern, as_bool, as_int, check_positive, hyper_parameters
 
 __all__ = ["rw1", "rw2", "ar1"]
 
@@ -21,14 +21,14 @@ def _difference_structure(n: int, order: int, cyclic: bool) -> sp.coo_matrix:
     return (Delta.T @ Delta).tocoo()
 
 
-def _random_walk(n: int, order: int, cyclic: bool, tau, dtype: torch.dtype) -> torch.Tensor:
+def _random_walk(n: int, order: int, cyclic: bool, tau, dtype: torch.dtype | None) -> torch.Tensor:
     cyclic = as_bool(cyclic, "cyclic", f" (give tau by keyword: rw{order}(n, tau={cyclic!r}))")
     minimum = 3 if cyclic else order + 1
     n = as_int(n, "n")
     if n < minimum:
         kind = "a cyclic" if cyclic else "an"
         raise ValueError(f"{kind} RW{order} needs n >= {minimum} points, got {n}")
-    tau = as_parameter(tau, "tau", check_dtype(dtype), None)
+    (tau,) = hyper_parameters(dtype, tau=tau)
     check_positive(tau=tau)
     S = _difference_structure(n, order, cyclic)
     keep = S.data != 0
@@ -36,7 +36,7 @@ def _random_walk(n: int, order: int, cyclic: bool, tau, dtype: torch.dtype) -> t
     return pattern.matrix(tau * torch.from_numpy(S.data[keep]).to(tau))
 
 
-def rw1(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: torch.dtype = torch.float64):
+def rw1(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: torch.dtype | None = None):
     r"""Precision of the first-order random walk: :math:`Q = \tau \Delta_1^\top \Delta_1`, :math:`(\Delta_1 x)_i =
     x_{i+1} - x_i`.
 
@@ -47,7 +47,8 @@ def rw1(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
     ------
     TypeError
         ``n`` not an int (``4.0`` and ``True`` included), ``cyclic`` not a bool (e.g. ``rw1(n, 2.0)``, a ``tau``
-        given by position), ``dtype`` other than float32/float64.
+        given by position), ``dtype`` other than float32/float64 (the result's dtype is ``dtype``, by default
+        ``tau``'s, float64 for a number).
     ValueError
         Too few points, ``tau <= 0`` or a non-finite ``tau``.
 
@@ -63,7 +64,7 @@ def rw1(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
     return _random_walk(n, 1, cyclic, tau, dtype)
 
 
-def rw2(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: torch.dtype = torch.float64):
+def rw2(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: torch.dtype | None = None):
     r"""Precision of the second-order random walk: :math:`Q = \tau \Delta_2^\top \Delta_2`, :math:`(\Delta_2 x)_i =
     x_i - 2 x_{i+1} + x_{i+2}`.
 
@@ -75,7 +76,8 @@ def rw2(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
     ------
     TypeError
         ``n`` not an int (``4.0`` and ``True`` included), ``cyclic`` not a bool (e.g. ``rw1(n, 2.0)``, a ``tau``
-        given by position), ``dtype`` other than float32/float64.
+        given by position), ``dtype`` other than float32/float64 (the result's dtype is ``dtype``, by default
+        ``tau``'s, float64 for a number).
     ValueError
         Too few points, ``tau <= 0`` or a non-finite ``tau``.
 
@@ -88,7 +90,7 @@ def rw2(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
     return _random_walk(n, 2, cyclic, tau, dtype)
 
 
-def ar1(n: int, rho: float | torch.Tensor, tau: float | torch.Tensor = 1.0, dtype: torch.dtype = torch.float64):
+def ar1(n: int, rho: float | torch.Tensor, tau: float | torch.Tensor = 1.0, dtype: torch.dtype | None = None):
     r"""Precision of the stationary AR(1) process :math:`x_t = \rho x_{t-1} + \varepsilon_t`,
     :math:`\varepsilon_t \sim N(0, 1/\tau)`, :math:`x_1 \sim N(0, 1/(\tau(1-\rho^2)))`.
 
@@ -100,7 +102,9 @@ def ar1(n: int, rho: float | torch.Tensor, tau: float | torch.Tensor = 1.0, dtyp
     ValueError
         ``|rho| >= 1`` (or NaN), ``tau <= 0`` or non-finite, ``n < 2``.
     TypeError
-        ``n`` not an int, ``dtype`` other than float32/float64.
+        ``n`` not an int, ``dtype`` other than float32/float64, tensors ``rho`` and ``tau`` of different dtypes
+        without ``dtype`` (the result's dtype is ``dtype``, by default the tensor parameters', float64 for numbers;
+        a given ``dtype`` converts them, differentiably).
 
     Examples
     --------
@@ -113,8 +117,7 @@ def ar1(n: int, rho: float | torch.Tensor, tau: float | torch.Tensor = 1.0, dtyp
     n = as_int(n, "n")
     if n < 2:
         raise ValueError(f"ar1 needs n >= 2, got {n}")
-    rho = as_parameter(rho, "rho", check_dtype(dtype), None)
-    tau = as_parameter(tau, "tau", dtype, rho.device)
+    rho, tau = hyper_parameters(dtype, rho=rho, tau=tau)
     if not bool(rho.detach().abs() < 1):
         raise ValueError(f"rho must satisfy |rho| < 1 for a stationary AR(1), got {float(rho.detach())}")
     check_positive(tau=tau)

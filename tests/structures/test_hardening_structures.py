@@ -177,3 +177,30 @@ def test_an_empty_edge_list_gives_isolated_nodes(pairs):
 def test_an_empty_edge_list_without_n_is_the_empty_graph():
     W = adjacency_from_pairs([])
     assert W.shape == (0, 0)
+
+
+def test_dtype_is_never_silently_ignored_or_mixed():
+    from sparseprec.structures import ar1, car, icar, matern_spde, rw1
+
+    W = adjacency_from_pairs([(0, 1), (1, 2)])
+    rho32 = torch.tensor(0.5, dtype=torch.float32, requires_grad=True)
+    # a given dtype converts tensor hyper-parameters, keeping them differentiable (it was silently ignored)
+    Q = ar1(4, rho32, dtype=torch.float64)
+    assert Q.dtype == torch.float64
+    Q.values().sum().backward()
+    assert rho32.grad is not None
+    # without dtype, the tensors' own dtype; numbers give float64
+    assert ar1(4, rho32.detach()).dtype == torch.float32
+    assert ar1(4, 0.5).dtype == torch.float64
+    assert icar(W, tau=torch.tensor(2.0, dtype=torch.float32)).dtype == torch.float32
+    assert rw1(4, tau=torch.tensor(2.0, dtype=torch.float32), dtype=torch.float64).dtype == torch.float64
+    # tensors of two dtypes and no dtype: an error, not whichever came first
+    tau64 = torch.tensor(1.0, dtype=torch.float64)
+    for build in (
+        lambda: ar1(4, rho32, tau64),
+        lambda: car(W, rho32, tau64),
+        lambda: matern_spde((3, 3), rho32, tau64),
+    ):
+        with pytest.raises(TypeError, match="different dtypes"):
+            build()
+    assert car(W, rho32, tau64, dtype=torch.float32).dtype == torch.float32
