@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ._pattern import SparsePattern
-from ._values import operand_gradient, operand_values
+from ._values import as_operand, operand_gradient, operand_values
 
 __all__ = ["kernel_mm", "sampled_product"]
 
@@ -86,7 +86,7 @@ def kernel_mm(operand: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, *,
     ``(nnz,)``); differentiable w.r.t. ``operand`` and ``B``, any number of times."""
     if not _recorded(operand, B):
         return _mm(operand_values(operand, pattern), B, pattern, transpose)
-    return _KernelMM.apply(operand, B, pattern, transpose)
+    return _KernelMM.apply(as_operand(operand, pattern), B, pattern, transpose)
 
 
 def sampled_product(pattern: SparsePattern, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:

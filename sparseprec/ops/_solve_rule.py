@@ -34,7 +34,7 @@ import torch
 
 from ._pattern import SparsePattern
 from ._products import sampled_product
-from ._values import operand_gradient
+from ._values import as_operand, operand_gradient
 
 __all__ = ["LinearSolver", "linear_solve", "symmetric_directions"]
 
@@ -113,4 +113,4 @@ def linear_solve(
     """
     if not (torch.is_grad_enabled() and (operand.requires_grad or B.requires_grad)):
         return solver.solve(B, transpose)
-    return _LinearSolve.apply(operand, B, solver, pattern, transpose, symmetric)
+    return _LinearSolve.apply(as_operand(operand, pattern), B, solver, pattern, transpose, symmetric)

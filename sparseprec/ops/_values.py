@@ -19,11 +19,25 @@ Two orderings of the values exist (see :mod:`sparseprec.ops._pattern`):
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ._pattern import SparsePattern, same_memory
 
-__all__ = ["stored_values", "wrap_values", "read_values", "operand_values", "operand_gradient"]
+__all__ = [
+    "stored_values",
+    "wrap_values",
+    "read_values",
+    "operand_values",
+    "operand_gradient",
+    "as_operand",
+    "remember_source",
+]
+
+# The attribute by which a sparse tensor made by sparseprec.sparse_csr_tensor / sparse_coo_tensor remembers the values
+# tensor it was built from (raw order), so the ops can differentiate w.r.t. those values directly.
+_SOURCE = "_sparseprec_values"
 
 
 def _own_indices(S: torch.Tensor, template: torch.Tensor) -> bool:
@@ -115,14 +129,46 @@ def _template(A: torch.Tensor) -> torch.Tensor:
     return A.detach() if A.requires_grad else A
 
 
+def remember_source(A: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Mark ``A`` (just built from ``values`` in its raw order) with its source values; returns ``A``."""
+    if values.requires_grad:
+        setattr(A, _SOURCE, values)
+    return A
+
+
+def _source_kernel_values(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor | None:
+    """Kernel-ordered values of ``A`` as a differentiable function of the values it was built from, or ``None``."""
+    source = getattr(A, _SOURCE, None)
+    if source is None or not torch.is_grad_enabled():
+        return None
+    if A.layout == torch.sparse_csr or pattern.inverse is None:
+        return source.reshape(-1)
+    return source.new_zeros(pattern.nnz).index_add(0, pattern.inverse, source)  # duplicates summed
+
+
+def as_operand(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
+    """What the autograd functions take for a sparse ``A``: the values it was built from by
+    :func:`sparseprec.sparse_csr_tensor`/:func:`sparseprec.sparse_coo_tensor` (kernel order, differentiable; no sparse
+    gradient is then ever formed or summed — torch sums two batched CSR gradients wrongly), else ``A`` itself."""
+    if A.layout == torch.strided:
+        return A
+    values = _source_kernel_values(A, pattern)
+    return A if values is None else values
+
+
 def stored_values(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
     """``A``'s stored values in kernel order, ``(nnz,)``, differentiable (any order) w.r.t. ``A``.
 
     The gradient reaching ``A`` is sparse with ``A``'s layout and indices (coalesced indices for an uncoalesced COO
-    ``A``). Without autograd this is ``pattern.kernel_values(A)``: no copy for CSR and coalesced COO.
+    ``A``), or goes straight to the values ``A`` was built from by :func:`sparseprec.sparse_csr_tensor` /
+    :func:`sparseprec.sparse_coo_tensor`. Without autograd this is ``pattern.kernel_values(A)``: no copy for CSR and
+    coalesced COO.
     """
     if not (A.requires_grad and torch.is_grad_enabled()):
         return pattern.kernel_values(A)
+    values = _source_kernel_values(A, pattern)
+    if values is not None:
+        return values
     return _Read.apply(A, _template(A), pattern, False)
 
 
@@ -154,6 +200,28 @@ def operand_values(operand: torch.Tensor, pattern: SparsePattern) -> torch.Tenso
     return operand if operand.layout == torch.strided else pattern.kernel_values(operand)
 
 
+# torch's own sparse constructors: their backward to the values is not differentiable again (torch 2.x), so a second
+# derivative through a matrix they built is lost (COO) or crashes inside torch (CSR), upstream of this library
+_ONCE_DIFFERENTIABLE_CONSTRUCTORS = ("SparseCooTensorWithDimsAndTensorsBackward0", "SparseCompressedTensorBackward0")
+
+
 def operand_gradient(grad: torch.Tensor, operand: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
-    """A kernel-ordered gradient in the operand's form: sparse like the matrix (:func:`wrap_values`), or as is."""
-    return grad if operand.layout == torch.strided else wrap_values(grad, operand, pattern, raw=False)
+    """A kernel-ordered gradient in the operand's form: sparse like the matrix (:func:`wrap_values`), or as is.
+
+    When a graph of the derivative is being built (``create_graph=True``) for a matrix made by torch's own
+    ``torch.sparse_coo_tensor``/``torch.sparse_csr_tensor`` from values that require grad, a warning says that torch
+    will drop the second derivative through those values (use :func:`sparseprec.sparse_coo_tensor` /
+    :func:`sparseprec.sparse_csr_tensor`, whose backward is differentiable).
+    """
+    if operand.layout == torch.strided:
+        return grad
+    if torch.is_grad_enabled() and type(operand.grad_fn).__name__ in _ONCE_DIFFERENTIABLE_CONSTRUCTORS:
+        warnings.warn(
+            f"a sparse operand was built by torch's own constructor ({type(operand.grad_fn).__name__}), whose backward "
+            "to the values is not differentiable again: second derivatives (create_graph=True, Hessians) through "
+            "those values are lost or fail inside torch. Build it with sparseprec.sparse_coo_tensor / "
+            "sparseprec.sparse_csr_tensor (same arguments), whose backward is twice differentiable.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return wrap_values(grad, operand, pattern, raw=False)

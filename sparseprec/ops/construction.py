@@ -14,7 +14,7 @@ import torch
 
 from .._validation import check_dense, check_tensor
 from ._pattern import pattern_of
-from ._values import wrap_values
+from ._values import remember_source, wrap_values
 
 __all__ = ["sparse_csr_tensor", "sparse_coo_tensor"]
 
@@ -73,7 +73,8 @@ def sparse_csr_tensor(
             f"col_indices and values must have the same shape, got {tuple(col_indices.shape)} and {tuple(values.shape)}"
         )
     template = torch.sparse_csr_tensor(crow_indices, col_indices, values.detach(), tuple(size), check_invariants=False)
-    return wrap_values(values, template, pattern_of(template, "(crow_indices, col_indices)"), raw=True)
+    A = wrap_values(values, template, pattern_of(template, "(crow_indices, col_indices)"), raw=True)
+    return remember_source(A, values)
 
 
 def sparse_coo_tensor(
@@ -134,4 +135,5 @@ def sparse_coo_tensor(
     template = torch.sparse_coo_tensor(
         indices, values.detach(), tuple(size), is_coalesced=is_coalesced, check_invariants=False
     )
-    return wrap_values(values, template, pattern_of(template, "indices"), raw=True)
+    A = wrap_values(values, template, pattern_of(template, "indices"), raw=True)
+    return remember_source(A, values)

@@ -35,13 +35,16 @@ class _AdjointOfZero(torch.autograd.Function):
     @staticmethod
     def forward(ctx, residual: torch.Tensor, adjoint_solve: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         ctx.adjoint_solve = adjoint_solve
+        ctx.save_for_backward(residual)
         return torch.zeros_like(residual)
 
     @staticmethod
     def backward(ctx, G: torch.Tensor):
+        (residual,) = ctx.saved_tensors
         with torch.no_grad():
             Lam = ctx.adjoint_solve(G.detach().contiguous())
-        return first_derivative_only(Lam, G, "a solver's gradient through a dense or callable A"), None
+        # tied to the residual (it depends on A and B), so a second derivative raises even when G is a constant
+        return first_derivative_only(Lam, residual, "a solver's gradient through a dense or callable A"), None
 
 
 class _Krylov:
@@ -55,7 +58,8 @@ class _Krylov:
 
     def solve(self, B: torch.Tensor, transpose: bool) -> torch.Tensor:
         if not transpose and B is self.B:
-            return self.X
+            X, self.X, self.B = self.X, None, None  # handed out once: holding it would make a reference cycle
+            return X
         rhs = B.reshape(-1) if self.vector else B
         return (self.adjoint if transpose else self.forward)(rhs).reshape(B.shape)
 

@@ -210,3 +210,36 @@ def test_slq_logdet_derivative_is_marked_once_differentiable():
     (grad,) = torch.autograd.grad(value, v, create_graph=True)
     with pytest.raises(sparseprec.NotTwiceDifferentiableError, match="slq_logdet"):
         torch.autograd.grad(grad.sum(), v)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_torch_constructors_warn_under_create_graph(layout):
+    """torch's own sparse constructors have no double backward: a second derivative through them is lost (COO) or
+    fails inside torch (CSR); the op says so instead of returning a silently incomplete Hessian."""
+    v = torch.tensor([2.0, 1.0, 3.0], dtype=DT, requires_grad=True)
+    if layout == "coo":
+        A = torch.sparse_coo_tensor(torch.tensor([[0, 1, 1], [0, 0, 1]]), v, (2, 2))
+    else:
+        A = torch.sparse_csr_tensor(torch.tensor([0, 1, 3]), torch.tensor([0, 0, 1]), v, (2, 2))
+    x = torch.tensor([[1.0], [2.0]], dtype=DT, requires_grad=True)
+    with pytest.warns(UserWarning, match="sparseprec.sparse_coo_tensor"):
+        torch.autograd.grad(sparse_mm(A, x).square().sum(), v, create_graph=True)
+    # first derivatives: no warning, and the maths: C = A x = (2, 1 + 6) = (2, 7), d|C|²/dA_ij = 2 C_i x_j
+    (plain,) = torch.autograd.grad(sparse_mm(A, x).square().sum(), v)
+    torch.testing.assert_close(plain, torch.tensor([2 * 2 * 1.0, 2 * 7 * 1.0, 2 * 7 * 2.0], dtype=DT))
+
+
+def test_batched_csr_used_twice_from_values():
+    """torch sums two batched CSR gradients wrongly; a matrix built by sparseprec.sparse_csr_tensor hands the
+    gradient to its values directly, so using it twice (and its second derivatives) works."""
+    crow = torch.tensor([[0, 1, 3], [0, 1, 3]])
+    col = torch.tensor([[0, 0, 1], [0, 0, 1]])
+    w = torch.tensor([[2.0, 1.0, 3.0], [4.0, 1.0, 5.0]], dtype=DT, requires_grad=True)
+    B = torch.randn(2, 2, 2, dtype=DT, generator=torch.Generator().manual_seed(0), requires_grad=True)
+
+    def twice(w, B):
+        A = sparse_csr_tensor(crow, col, w, (2, 2, 2))
+        return sparse_mm(A, B) + sparse_triangular_solve(A, B, upper=False)
+
+    assert gradcheck(twice, (w, B))
+    assert gradgradcheck(twice, (w, B))

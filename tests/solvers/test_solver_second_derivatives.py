@@ -55,3 +55,34 @@ def test_krylov_dense_operand_is_differentiable_once():
     torch.testing.assert_close(gb.detach(), torch.linalg.solve(A.detach(), 2 * x.detach()))
     with pytest.raises(sparseprec.NotTwiceDifferentiableError, match="dense or callable"):
         torch.autograd.grad(gb.sum(), A)
+
+
+@pytest.mark.parametrize("kind", ["dense", "callable"])
+def test_krylov_dense_or_callable_linear_loss_raises_not_zero(kind):
+    """A loss linear in X gives a constant incoming gradient: the derivative must still be tied to A (a Hessian came
+    back silently zero)."""
+    M = torch.tensor([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]], dtype=DT)
+    b = torch.tensor([1.0, 2.0, 3.0], dtype=DT)
+    A = M.clone().requires_grad_()
+    operator = A if kind == "dense" else (lambda v: A @ v)
+    (g,) = torch.autograd.grad(CG(rtol=1e-12)(operator, b).sum(), A, create_graph=True)
+    assert g.requires_grad
+    with pytest.raises(sparseprec.NotTwiceDifferentiableError):
+        torch.autograd.grad(g.sum(), A)
+
+
+def test_krylov_sparse_solve_frees_without_the_cycle_collector():
+    import gc
+    import weakref
+
+    n = 6
+    crow, cols, take = _tridiagonal(n)
+    w = torch.cat([torch.full((n,), 3.0, dtype=DT), torch.full((n - 1,), -1.0, dtype=DT)]).requires_grad_()
+    gc.disable()
+    try:
+        X = CG(rtol=1e-12)(sparse_csr_tensor(crow, cols, w[take], (n, n)), torch.ones(n, 2, dtype=DT))
+        ref = weakref.ref(X)
+        del X
+        assert ref() is None  # freed by reference counting alone
+    finally:
+        gc.enable()
