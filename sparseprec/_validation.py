@@ -19,6 +19,7 @@ __all__ = [
     "check_sparse_indices",
     "check_dense",
     "check_same_dtype_device",
+    "check_flag",
 ]
 
 SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr)
@@ -245,6 +246,14 @@ def check_dense(B: object, name: str, *, dims: tuple[int, ...]) -> torch.Tensor:
     if B.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype torch.float32 or torch.float64, got {B.dtype}")
     return B
+
+
+def check_flag(value: object, name: str) -> bool:
+    """Raise ``TypeError`` unless ``value`` is a bool (NumPy's included): a string or ``None`` would be read as truthy
+    or falsy, silently choosing a branch."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def check_same_dtype_device(A: torch.Tensor, B: torch.Tensor, name_a: str, name_b: str) -> None:

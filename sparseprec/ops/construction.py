@@ -10,6 +10,8 @@ tensors), does no index work at all.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .._validation import check_dense, check_tensor
@@ -17,6 +19,31 @@ from ._pattern import pattern_of
 from ._values import remember_source, wrap_values
 
 __all__ = ["sparse_csr_tensor", "sparse_coo_tensor"]
+
+
+def _check_indices(index: object, name: str) -> None:
+    """Index tensors must be int32/int64: a float index would be truncated, a bool one read as 0/1."""
+    check_tensor(index, name)
+    if index.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{name} must have dtype torch.int32 or torch.int64, got {index.dtype}")
+
+
+def _check_size(size: object, dims: int | None) -> tuple[int, ...]:
+    """``size`` as a tuple of 2 or 3 non-negative ints (``dims`` of them when given)."""
+    allowed = (2, 3) if dims is None else (dims,)
+    if isinstance(size, torch.Size):
+        size = tuple(size)
+    if not isinstance(size, (tuple, list)) or len(size) not in allowed:
+        expected = " or ".join(f"{d} sizes" for d in allowed)
+        raise TypeError(f"size must be a tuple of {expected} ((n, m) or (b, n, m)), got {size!r}")
+    for s in size:
+        integer_tensor = isinstance(s, torch.Tensor) and s.dim() == 0 and not s.is_floating_point()
+        if isinstance(s, bool) or not (isinstance(s, numbers.Integral) or integer_tensor):
+            raise TypeError(f"size must hold ints, got {size!r}")
+    out = tuple(int(s) for s in size)
+    if min(out) < 0:
+        raise ValueError(f"size must be non-negative, got {out}")
+    return out
 
 
 def sparse_csr_tensor(
@@ -51,9 +78,11 @@ def sparse_csr_tensor(
     Raises
     ------
     TypeError
-        Arguments that are not tensors, or a sparse ``values``.
+        Arguments that are not tensors, a sparse ``values``, index tensors that are not int32/int64 (a float index
+        would be truncated), a ``size`` that is not 2 or 3 ints.
     ValueError
-        Index and value shapes that disagree.
+        Index and value shapes that disagree, a negative size, index data out of range or not a valid CSR structure
+        (row pointers from 0, non-decreasing, ending at nnz; columns in range, strictly increasing within a row).
 
     Examples
     --------
@@ -65,14 +94,15 @@ def sparse_csr_tensor(
     >>> v.grad
     tensor([1., 1., 1.])
     """
-    check_tensor(crow_indices, "crow_indices")
-    check_tensor(col_indices, "col_indices")
+    _check_indices(crow_indices, "crow_indices")
+    _check_indices(col_indices, "col_indices")
     check_dense(values, "values", dims=(1, 2))
+    size = _check_size(size, values.dim() + 1)
     if col_indices.shape != values.shape:
         raise ValueError(
             f"col_indices and values must have the same shape, got {tuple(col_indices.shape)} and {tuple(values.shape)}"
         )
-    template = torch.sparse_csr_tensor(crow_indices, col_indices, values.detach(), tuple(size), check_invariants=False)
+    template = torch.sparse_csr_tensor(crow_indices, col_indices, values.detach(), size, check_invariants=False)
     A = wrap_values(values, template, pattern_of(template, "(crow_indices, col_indices)"), raw=True)
     return remember_source(A, values)
 
@@ -111,9 +141,11 @@ def sparse_coo_tensor(
     Raises
     ------
     TypeError
-        Arguments that are not tensors, or a sparse ``values``.
+        Arguments that are not tensors, a sparse ``values``, ``indices`` not int32/int64 (a float index would be
+        truncated), a ``size`` that is not 2 or 3 ints, ``is_coalesced`` not ``None`` or a bool.
     ValueError
-        ``indices`` not of shape ``(len(size), nnz)`` matching ``values``.
+        ``indices`` not of shape ``(len(size), nnz)`` matching ``values``, a negative size, indices out of range (or
+        not sorted and unique when declared coalesced).
 
     Examples
     --------
@@ -125,15 +157,18 @@ def sparse_coo_tensor(
     >>> v.grad
     tensor([ 1.,  1., 10.])
     """
-    check_tensor(indices, "indices")
+    _check_indices(indices, "indices")
     check_dense(values, "values", dims=(1,))
+    size = _check_size(size, None)
+    if is_coalesced is not None and not isinstance(is_coalesced, bool):
+        raise TypeError(f"is_coalesced must be None or a bool, got {type(is_coalesced).__name__} {is_coalesced!r}")
     if indices.dim() != 2 or indices.shape[0] != len(size) or indices.shape[1] != values.shape[0]:
         raise ValueError(
             f"indices must have shape ({len(size)}, nnz) with nnz = values.shape[0] = {values.shape[0]}, got "
             f"{tuple(indices.shape)}"
         )
     template = torch.sparse_coo_tensor(
-        indices, values.detach(), tuple(size), is_coalesced=is_coalesced, check_invariants=False
+        indices, values.detach(), size, is_coalesced=is_coalesced, check_invariants=False
     )
     A = wrap_values(values, template, pattern_of(template, "indices"), raw=True)
     return remember_source(A, values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .._validation import check_flag
 from ._operands import operands
 from ._pattern import pattern_of
 from ._products import kernel_mm
@@ -56,7 +57,7 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> t
     ------
     TypeError
         ``A`` or ``B`` not a tensor, ``A`` dense or of another sparse layout, ``B`` sparse, dtypes not floating or not
-        equal.
+        equal, ``transpose`` not a bool.
     ValueError
         Wrong number of dimensions, hybrid ``A``, inner sizes or batch sizes that do not match, devices that differ.
 
@@ -77,7 +78,8 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> t
     tensor([[4.],
             [6.]])
     """
-    ops = operands(A, B, square=False, allow_vector=True, transpose=bool(transpose))
+    transpose = check_flag(transpose, "transpose")
+    ops = operands(A, B, square=False, allow_vector=True, transpose=transpose)
     pattern = pattern_of(A)
-    C = kernel_mm(A, ops.B2, pattern, transpose=bool(transpose))  # shape: (b n, p)
+    C = kernel_mm(A, ops.B2, pattern, transpose=transpose)  # shape: (b n, p)
     return C.reshape(ops.out_shape)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .._validation import check_flag
 from ._operands import operands
 from ._pattern import SparsePattern, pattern_of
 from ._solve_rule import linear_solve
@@ -83,7 +84,8 @@ def sparse_triangular_solve(
     Raises
     ------
     TypeError
-        Non-tensor, dense ``A``, sparse ``B``, non-floating or mismatched dtypes.
+        Non-tensor, dense ``A``, sparse ``B``, non-floating or mismatched dtypes, ``upper``/``unitriangular``/
+        ``transpose`` not bools (a string or ``None`` would silently pick a branch).
     ValueError
         Non-square ``A``, wrong ranks, size or batch mismatch, device mismatch, stored entries on the wrong side of the
         diagonal for ``upper``, stored diagonal entries with ``unitriangular=True``, a row without a stored diagonal
@@ -103,9 +105,11 @@ def sparse_triangular_solve(
     >>> L.grad.values()  # gradient at the three stored entries only
     tensor([-0.3750, -0.2500, -0.2500])
     """
+    upper, unitriangular = check_flag(upper, "upper"), check_flag(unitriangular, "unitriangular")
+    transpose = check_flag(transpose, "transpose")
     ops = operands(A, B, square=True, allow_vector=True)
     pattern = pattern_of(A)
-    pattern.check_triangular(bool(upper), bool(unitriangular), "A")
-    solver = _Triangular(pattern, pattern.kernel_values(A.detach()), bool(upper), bool(unitriangular), "A")
-    X = linear_solve(A, ops.B2, solver, pattern, transpose=bool(transpose))  # shape: (b n, p)
+    pattern.check_triangular(upper, unitriangular, "A")
+    solver = _Triangular(pattern, pattern.kernel_values(A.detach()), upper, unitriangular, "A")
+    X = linear_solve(A, ops.B2, solver, pattern, transpose=transpose)  # shape: (b n, p)
     return X.reshape(ops.out_shape)

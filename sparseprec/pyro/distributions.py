@@ -8,8 +8,6 @@ Each class is the core distribution with Pyro's mixin: ``pyro.plate`` expands it
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 
@@ -19,7 +17,12 @@ __all__ = ["SparseMultivariateNormal", "GMRF", "CAR", "IntrinsicGMRF", "ICAR"]
 
 
 def _broadcast(*shapes: tuple[int, ...]) -> torch.Size:
-    return torch.broadcast_shapes(*(torch.Size(s) for s in shapes))
+    try:
+        return torch.broadcast_shapes(*(torch.Size(s) for s in shapes))
+    except RuntimeError as error:  # torch's message names no argument
+        raise ValueError(
+            f"the batch shapes of the arguments {[tuple(s) for s in shapes]} do not broadcast together"
+        ) from error
 
 
 class SparseMultivariateNormal(core.SparseMultivariateNormal, TorchDistributionMixin):
@@ -77,9 +80,9 @@ class ICAR(core.ICAR, TorchDistributionMixin):
 
 
 def _scalar(name: str, shape) -> None:
-    """The constructors take one scalar hyper-parameter shared by the batch: refuse a batched shape as they do."""
-    if math.prod(shape) != 1:
-        raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(shape)}")
+    """The constructors take one scalar (0-D) hyper-parameter shared by the batch: refuse any other shape as they do."""
+    if len(tuple(shape)) != 0:
+        raise ValueError(f"{name} must be a scalar (a 0-D tensor), got a tensor of shape {tuple(shape)}")
 
 
 def _one_matrix(shape) -> None:

@@ -163,6 +163,7 @@ def test_nuts_and_predictive():
         ("GMRF", {"loc": (6,), "precision": (2, 6, 6)}, "one \\(n, n\\) matrix"),
         ("IntrinsicGMRF", {"loc": (6,), "precision": (2, 6, 6)}, "one \\(n, n\\) matrix"),
         ("SparseMultivariateNormal", {"loc": (3, 6), "precision_tril": (1, 6, 6)}, "not broadcast"),
+        ("SparseMultivariateNormal", {"loc": (4, 6), "precision_tril": (2, 6, 6)}, "do not broadcast"),
     ],
 )
 def test_infer_shapes_refuses_what_the_constructor_refuses(name, arg_shapes, message):
@@ -170,5 +171,7 @@ def test_infer_shapes_refuses_what_the_constructor_refuses(name, arg_shapes, mes
         getattr(sp, name).infer_shapes(**arg_shapes)
 
 
-def test_infer_shapes_accepts_scalar_hyper_parameters_of_shape_one():
-    assert sp.CAR.infer_shapes(adjacency=(6, 6), rho=(1,), tau=(1,), loc=(3, 6)) == ((3,), (6,))
+def test_infer_shapes_takes_0d_hyper_parameters_only():
+    assert sp.CAR.infer_shapes(adjacency=(6, 6), rho=(), tau=(), loc=(3, 6)) == ((3,), (6,))
+    with pytest.raises(ValueError, match="rho must be a scalar"):  # as car(W, rho) refuses a (1,) rho
+        sp.CAR.infer_shapes(adjacency=(6, 6), rho=(1,), tau=())
