@@ -4,18 +4,29 @@ Cholesky factor is not an option; and ``logdet(Q, method=...)``, the one entry p
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
+
+import numpy as np
 import torch
 
+from ..errors import NotPositiveDefiniteError
 from ..ops._once import first_derivative_only
 from ..ops._solve_rule import symmetric_directions
 from ..ops._values import stored_values
 from ..solvers import CG
 from ..solvers._operator import Operator
 from ..solvers.lanczos import lanczos
-from ._structure import check_symmetric_input, lower_structure
+from ._structure import check_symmetric_input, lower_structure, lower_values
 from .inverse import sparse_logdet
 
 __all__ = ["slq_logdet", "logdet"]
+
+
+class _RitzNotPositiveError(NotPositiveDefiniteError, ValueError):
+    """:class:`sparseprec.NotPositiveDefiniteError` raised by :func:`slq_logdet`; also a ``ValueError``, the type it
+    raised before, so that code catching that keeps working."""
 
 
 def _probes(n: int, k: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -33,7 +44,11 @@ class _SLQLogdet(torch.autograd.Function):
         T = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
         theta, U = torch.linalg.eigh(T)
         if bool((theta <= 0).any()):
-            raise ValueError("Lanczos found a non-positive Ritz value: Q is not positive definite (or badly scaled)")
+            smallest = float(theta.min())
+            raise _RitzNotPositiveError(
+                f"Q is not positive definite: Lanczos found a non-positive Ritz value {smallest:.6g} (an eigenvalue "
+                "estimate of Q); check that Q is SPD (or better scaled)"
+            )
         # v_pᵀ log(Q) v_p ≈ ‖z_p‖² Σ_k U[0, k]² log θ_k  (Gauss quadrature), averaged over the probes
         per_probe = Z.shape[0] * (U[:, 0, :].square() * theta.log()).sum(-1)
         ctx.save_for_backward(values, Z)
@@ -83,7 +98,19 @@ def slq_logdet(
     generator : torch.Generator, optional
         CPU generator for the probes (fix its seed for a reproducible estimate).
     cg_rtol : float
-        Tolerance of the backward solve.
+        Tolerance of the backward solve, positive and finite.
+
+    Raises
+    ------
+    TypeError
+        ``num_probes`` or ``lanczos_steps`` not an int, ``generator`` not a ``torch.Generator``, ``cg_rtol`` not a
+        real number.
+    ValueError
+        ``Q`` not square, not symmetric (values compared as in :func:`sparse_logdet`) or with a non-finite value;
+        ``num_probes``/``lanczos_steps`` < 1; ``cg_rtol`` not positive and finite; ``generator`` not on the CPU.
+    sparseprec.NotPositiveDefiniteError
+        Lanczos met a non-positive Ritz value: ``Q`` is not positive definite (the error is also a ``ValueError``,
+        for code written against earlier versions).
 
     Examples
     --------
@@ -96,13 +123,35 @@ def slq_logdet(
     True
     """
     Q = check_symmetric_input(Q, "full")
+    counts = {}
     for name, value in (("num_probes", num_probes), ("lanczos_steps", lanczos_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an int, got a bool ({value!r})")
+        try:
+            counts[name] = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+        if counts[name] < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    steps = min(lanczos_steps, Q.shape[0])
-    Z = _probes(Q.shape[0], num_probes, Q, generator)
-    pattern, _ = lower_structure(Q, "full")
-    return _SLQLogdet.apply(stored_values(Q, pattern), Q.detach(), Z, steps, cg_rtol)
+    if isinstance(cg_rtol, (bool, np.bool_)) or not isinstance(cg_rtol, numbers.Real):
+        raise TypeError(f"cg_rtol must be a float, got {type(cg_rtol).__name__} {cg_rtol!r}")
+    if not math.isfinite(cg_rtol) or not cg_rtol > 0:
+        raise ValueError(f"cg_rtol must be positive and finite, got {cg_rtol!r}")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__} {generator!r}"
+            )
+        if generator.device.type != "cpu":
+            raise ValueError(
+                f"generator must be a CPU torch.Generator (the probes are drawn on the CPU), got one on "
+                f"{generator.device}"
+            )
+    pattern, structure = lower_structure(Q, "full")
+    lower_values(Q, pattern, structure)  # refuses a non-symmetric or non-finite Q, as sparse_logdet does
+    steps = min(counts["lanczos_steps"], Q.shape[0])
+    Z = _probes(Q.shape[0], counts["num_probes"], Q, generator)
+    return _SLQLogdet.apply(stored_values(Q, pattern), Q.detach(), Z, steps, float(cg_rtol))
 
 
 def logdet(Q: torch.Tensor, method: str = "cholesky", **options) -> torch.Tensor:

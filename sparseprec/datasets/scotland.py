@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..structures import adjacency_from_pairs
+from ..structures._assemble import as_bool
 from .shapes import read_dbf, read_polygons
 
 __all__ = ["LipCancerData", "load_scotland_lip_cancer"]
@@ -106,6 +107,11 @@ def load_scotland_lip_cancer(islands: bool = False) -> LipCancerData:
     -------
     LipCancerData
 
+    Raises
+    ------
+    TypeError
+        ``islands`` not a bool (a string such as ``"no"`` is not read as true).
+
     Examples
     --------
     >>> from sparseprec.datasets import load_scotland_lip_cancer
@@ -113,6 +119,7 @@ def load_scotland_lip_cancer(islands: bool = False) -> LipCancerData:
     >>> data.num_districts, int(data.observed.sum()), data.pairs.shape
     (56, 536, torch.Size([132, 2]))
     """
+    islands = as_bool(islands, "islands")
     districts = _rows("districts.csv")
     if [int(r["district"]) for r in districts] != list(range(len(districts))):
         raise RuntimeError("the shipped districts.csv is not numbered 0, 1, ...: the package data are damaged")

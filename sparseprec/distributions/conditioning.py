@@ -98,6 +98,9 @@ def posterior_precision(Q: torch.Tensor, A: torch.Tensor, w: torch.Tensor) -> to
     r""":math:`Q + A^\top \mathrm{diag}(w) A` as a sparse CSR matrix, differentiable w.r.t. the stored values of
     ``Q`` and ``A`` and w.r.t. ``w``.
 
+    ``ValueError`` names ``obs_matrix`` when ``A`` has the wrong shape or a non-finite stored value (checked always:
+    it would otherwise surface as a non-finite value of the posterior precision).
+
     Examples
     --------
     >>> import torch
@@ -117,9 +120,16 @@ def posterior_precision(Q: torch.Tensor, A: torch.Tensor, w: torch.Tensor) -> to
         raise ValueError(
             f"obs_matrix must have the precision's dtype {Q.dtype} and device {Q.device}, got {A.dtype}, {A.device}"
         )
-    q_pattern, a_pattern = pattern_of(Q), pattern_of(A)
+    q_pattern, a_pattern = pattern_of(Q), pattern_of(A, "obs_matrix")
     q_values = stored_values(Q, q_pattern)
     a_values = stored_values(A, a_pattern)
+    finite = torch.isfinite(a_values.detach())
+    if not bool(finite.all()):
+        e = int(torch.nonzero(~finite)[0, 0])
+        raise ValueError(
+            f"obs_matrix must be finite, got {float(a_values.detach()[e])} at entry "
+            f"({int(a_pattern.row[e])}, {int(a_pattern.col[e])})"
+        )
     first, second, inverse, gram_keys = _gram_pattern(a_pattern, n)
     gram_terms = a_values[first] * a_values[second] * w[a_pattern.row.long()[first]]
     gram_values = gram_terms.new_zeros(gram_keys.numel()).index_add(0, inverse, gram_terms)

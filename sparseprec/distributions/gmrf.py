@@ -282,6 +282,16 @@ class GMRF(SparseDeepCopy, Distribution):
         solver : str or solver object
             ``"cholesky"``, ``"cg"``, or a solver as accepted by :func:`sparseprec.sparse_generic_solve`.
 
+        Raises
+        ------
+        TypeError
+            ``obs_matrix`` not sparse, ``y`` not a tensor or not of ``loc``'s dtype/device, ``solver`` neither a
+            string nor callable, ``noise_precision`` not a number or a tensor.
+        ValueError
+            Shapes that do not match, an unknown solver name, ``noise_precision`` not positive and finite,
+            ``obs_matrix`` with a non-finite stored value (always checked), ``y`` with a non-finite value (checked
+            when ``validate_args`` is on, the default in torch: a value check, as torch's ``log_prob`` does).
+
         Examples
         --------
         >>> import torch
@@ -296,8 +306,14 @@ class GMRF(SparseDeepCopy, Distribution):
         A = check_sparse_matrix(obs_matrix, "obs_matrix")
         if A.dim() != 2:
             raise ValueError(f"obs_matrix must have shape (m, n), got {tuple(A.shape)}")
-        if isinstance(solver, str) and solver not in ("cholesky", "cg"):
-            raise ValueError(f"solver must be 'cholesky', 'cg' or a solver object, got {solver!r}")
+        if isinstance(solver, str):
+            if solver not in ("cholesky", "cg"):
+                raise ValueError(f"solver must be 'cholesky', 'cg' or a solver object, got {solver!r}")
+        elif not callable(solver):
+            raise TypeError(
+                "solver must be 'cholesky', 'cg' or a callable solver (a CG/MINRES object or solve(A, B)), got "
+                f"{type(solver).__name__} {solver!r}"
+            )
         w = noise_weights(noise_precision, A.shape[0], self.loc)
         Q_post = posterior_precision(self.precision, A, w)
         y = check_vector(y, "y")
@@ -307,6 +323,8 @@ class GMRF(SparseDeepCopy, Distribution):
             )
         if y.shape[-1] != A.shape[0]:
             raise ValueError(f"y must have shape (..., {A.shape[0]}) to match obs_matrix, got {tuple(y.shape)}")
+        if self._validate_args and not bool(torch.isfinite(y.detach()).all()):
+            raise ValueError("y must be finite (checked with validate_args), got a NaN or infinite observation")
         n, m = self.event_shape[0], A.shape[0]
         batch = torch.broadcast_shapes(self.batch_shape, y.shape[:-1])
         loc = self.loc.expand(batch + self.event_shape)

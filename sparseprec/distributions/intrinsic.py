@@ -39,7 +39,7 @@ import torch
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import _standard_normal
 
-from .._validation import check_sparse_matrix
+from .._validation import check_same_dtype_device, check_sparse_matrix
 from ..cholesky import CholeskyFactor, cholesky, diag_inverse, sparse_logdet
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_csr_tensor, sparse_mm
@@ -84,11 +84,21 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
         Default: a sum-to-zero row per connected component of the precision's graph (right for ICAR, RW1, graph
         Laplacians; RW2 needs ``[1; t]``).
     constraint_value : torch.Tensor, optional
-        ``e`` in ``C x = e``, ``(..., k)``; default ``C loc`` (the constraint holds for the deviations ``x − loc``).
+        ``e`` in ``C x = e``, ``(..., k)``, finite, ``loc``'s dtype and device; default ``C loc`` (the constraint holds
+        for the deviations ``x − loc``). Checked always (not only with ``validate_args``), as ``constraint_matrix``.
     backend, ordering : str, optional
         For the sparse Cholesky factorisation of the pinned precision.
     validate_args : bool, optional
         Also checks that a ``value`` given to ``log_prob`` satisfies the constraint (to ``1e-6`` relative).
+
+    Raises
+    ------
+    TypeError
+        ``constraint_matrix`` or ``constraint_value`` not a tensor (a list is refused), or of a non-real /
+        non-floating dtype; ``constraint_value`` of another dtype than ``loc``.
+    ValueError
+        ``constraint_matrix`` not ``(k, n)``, not finite, not of full row rank, or not spanning the null space of
+        ``precision``; ``constraint_value`` 0-D, not ``(..., k)``, or not finite.
 
     Notes
     -----
@@ -131,7 +141,10 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
         check_like(loc, "loc", precision, "precision", n)
         C = component_constraints(precision) if constraint_matrix is None else constraint_matrix
         C = self._check_constraints(C, precision)
-        e = C @ loc.unsqueeze(-1) if constraint_value is None else constraint_value.unsqueeze(-1)
+        if constraint_value is None:
+            e = C @ loc.unsqueeze(-1)
+        else:
+            e = self._check_constraint_value(constraint_value, loc).unsqueeze(-1)
         if e.shape[-2] != C.shape[0]:
             raise ValueError(f"constraint_value must have shape (..., {C.shape[0]}), got {tuple(e.shape[:-1])}")
         batch_shape = torch.broadcast_shapes(loc.shape[:-1], e.shape[:-2])
@@ -160,11 +173,31 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
             raise ValueError(message + " (a pivot of its Cholesky factor vanishes)")
 
     @staticmethod
+    def _check_constraint_value(e: object, loc: torch.Tensor) -> torch.Tensor:
+        """``constraint_value``: a dense float ``(..., k)`` tensor like ``loc``, finite (always checked: a NaN would
+        make every sample NaN)."""
+        e = check_vector(e, "constraint_value")
+        check_same_dtype_device(e, loc, "constraint_value", "loc")
+        if not bool(torch.isfinite(e.detach()).all()):
+            raise ValueError(f"constraint_value must be finite, got {e.detach()}")
+        return e
+
+    @staticmethod
     def _check_constraints(C: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
-        if not isinstance(C, torch.Tensor) or C.layout != torch.strided or C.dim() != 2 or C.shape[1] != Q.shape[-1]:
-            shape = tuple(C.shape) if isinstance(C, torch.Tensor) else type(C).__name__
-            raise ValueError(f"constraint_matrix must be a dense (k, {Q.shape[-1]}) tensor, got {shape}")
+        if not isinstance(C, torch.Tensor):
+            raise TypeError(
+                f"constraint_matrix must be a dense (k, {Q.shape[-1]}) torch.Tensor, got {type(C).__name__}"
+            )
+        if C.layout != torch.strided or C.dim() != 2 or C.shape[1] != Q.shape[-1]:
+            raise ValueError(
+                f"constraint_matrix must be a dense (k, {Q.shape[-1]}) tensor, got a {C.layout} tensor of shape "
+                f"{tuple(C.shape)}"
+            )
+        if C.dtype == torch.bool or C.is_complex():
+            raise TypeError(f"constraint_matrix must hold real numbers, got dtype {C.dtype}")
         C = C.to(dtype=Q.dtype, device=Q.device)
+        if not bool(torch.isfinite(C.detach()).all()):
+            raise ValueError("constraint_matrix must be finite, got a NaN or infinite entry")
         if C.shape[0] == 0 or torch.linalg.matrix_rank(C.detach()) < C.shape[0]:
             raise ValueError(f"constraint_matrix must have full row rank k >= 1, got shape {tuple(C.shape)}")
         QC = sparse_mm(Q.detach(), C.detach().T.contiguous())

@@ -68,13 +68,18 @@ class Pattern:
 
 
 def as_parameter(x: float | torch.Tensor, name: str, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
-    """A scalar hyper-parameter as a 0-D tensor (kept differentiable if it is one), else ``ValueError``."""
+    """A scalar hyper-parameter as a 0-D tensor (kept differentiable if it is one), else ``ValueError``.
+
+    Only a 0-D tensor is a scalar: a tensor of shape ``(1,)`` (or ``(1, 1)``) is refused rather than silently
+    reshaped, as the result has no batch dimension for it to index. ``TypeError`` for a bool or a non-number."""
     if isinstance(x, torch.Tensor):
-        if x.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(x.shape)}")
+        if x.dim() != 0:
+            raise ValueError(f"{name} must be a scalar (a 0-D tensor), got a tensor of shape {tuple(x.shape)}")
+        if x.dtype == torch.bool:
+            raise TypeError(f"{name} must be a float or a 0-D floating tensor, got a bool tensor")
         if not x.is_floating_point():
             x = x.to(dtype)
-        return x.reshape(())
+        return x
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise TypeError(f"{name} must be a float or a 0-D tensor, got {type(x).__name__}")
     return torch.tensor(float(x), dtype=dtype, device=device)

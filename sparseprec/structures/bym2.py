@@ -10,6 +10,7 @@ import scipy.sparse.csgraph as csgraph
 import torch
 
 from ..cholesky import cholesky, diag_inverse
+from ._assemble import as_bool
 from .adjacency import _to_torch, as_scipy_adjacency
 from .laplacian import _laplacian_scipy
 
@@ -38,18 +39,22 @@ def constrained_icar_variances(adjacency: object) -> torch.Tensor:
     r"""Marginal variances of the ICAR :math:`Q = D - W` under a sum-to-zero constraint per connected component.
 
     Exact (no jitter): per component, one sparse Cholesky factorisation of the grounded Laplacian, its selected
-    inverse and one solve (see :func:`_component_variances`). Isolated nodes get ``nan`` (no ICAR variance exists).
+    inverse and one solve (see :func:`_component_variances`). An isolated node is its own component: constrained to
+    sum to zero, it is exactly 0, so its variance is ``0`` (as :attr:`sparseprec.distributions.ICAR.variance` gives).
+    Equivalently, the diagonal of the pseudo-inverse :math:`Q^+` (the covariance under the constraints).
 
     Examples
     --------
     >>> from sparseprec.structures import adjacency_from_pairs, constrained_icar_variances
     >>> constrained_icar_variances(adjacency_from_pairs([(0, 1)]))  # x0 = -x1, x0 - x1 ~ N(0, 1)
     tensor([0.2500, 0.2500], dtype=torch.float64)
+    >>> constrained_icar_variances(adjacency_from_pairs([(0, 1)], n=3))  # node 2 isolated: pinned at 0
+    tensor([0.2500, 0.2500, 0.0000], dtype=torch.float64)
     """
     W = as_scipy_adjacency(adjacency)
     L = _laplacian_scipy(W)
     count, labels = csgraph.connected_components(W, directed=False)
-    out = np.full(W.shape[0], np.nan)
+    out = np.zeros(W.shape[0])
     for c in range(count):
         nodes = np.flatnonzero(labels == c)
         if nodes.size >= 2:
@@ -72,6 +77,8 @@ def bym2_scaling(adjacency: object, per_node: bool = False) -> float | torch.Ten
 
     Raises
     ------
+    TypeError
+        ``per_node`` not a bool.
     ValueError
         ``per_node=False`` and a disconnected graph; a graph with fewer than 2 nodes.
 
@@ -81,6 +88,7 @@ def bym2_scaling(adjacency: object, per_node: bool = False) -> float | torch.Ten
     >>> round(bym2_scaling(adjacency_from_pairs([(0, 1)])), 10)
     0.25
     """
+    per_node = as_bool(per_node, "per_node")
     W = as_scipy_adjacency(adjacency)
     if W.shape[0] < 2:
         raise ValueError(f"bym2_scaling needs a graph with at least 2 nodes, got {W.shape[0]}")

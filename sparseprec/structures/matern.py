@@ -107,9 +107,33 @@ def _structure(grid_shape: tuple[int, ...], alpha: int, spacing: float) -> tuple
     return pattern, basis
 
 
-def matern_marginal_variance(kappa: float, tau: float, alpha: int = 2, d: int = 2) -> float:
+def matern_marginal_variance(
+    kappa: float | torch.Tensor, tau: float | torch.Tensor, alpha: int = 2, d: int = 2
+) -> float | torch.Tensor:
     r"""The continuous-domain marginal variance :math:`\Gamma(\nu) / (\Gamma(\alpha) (4\pi)^{d/2} \kappa^{2\nu}
     \tau^2)`, :math:`\nu = \alpha - d/2 > 0` (Lindgren et al. 2011, eq. 2), for the interior of :func:`matern_spde`.
+
+    Parameters
+    ----------
+    kappa, tau : float or 0-D tensor
+        Positive and finite, as for :func:`matern_spde`.
+    alpha : int
+        1, 2, 3 or 4, as for :func:`matern_spde`.
+    d : int
+        The dimension, a positive int with :math:`\alpha - d/2 > 0`.
+
+    Returns
+    -------
+    float or torch.Tensor
+        A float when ``kappa`` and ``tau`` are numbers, else a 0-D tensor (differentiable in them).
+
+    Raises
+    ------
+    TypeError
+        ``alpha`` or ``d`` not an int (``2.5`` or ``True`` are refused), ``kappa``/``tau`` not a number or a 0-D
+        tensor.
+    ValueError
+        ``kappa`` or ``tau`` not positive and finite, ``alpha`` not in 1..4, ``d`` < 1, or ``alpha - d/2 <= 0``.
 
     Examples
     --------
@@ -117,7 +141,17 @@ def matern_marginal_variance(kappa: float, tau: float, alpha: int = 2, d: int = 
     >>> round(matern_marginal_variance(kappa=0.5, tau=1.0), 4)  # 1 / (4 pi kappa^2)
     0.3183
     """
+    alpha = as_int(alpha, "alpha")
+    if alpha not in (1, 2, 3, 4):
+        raise ValueError(f"alpha must be 1, 2, 3 or 4, got {alpha}")
+    d = as_int(d, "d")
+    if d < 1:
+        raise ValueError(f"d must be a positive int (the dimension), got {d}")
     nu = alpha - d / 2
     if nu <= 0:
         raise ValueError(f"alpha - d/2 must be positive, got alpha={alpha}, d={d}")
-    return math.gamma(nu) / (math.gamma(alpha) * (4 * math.pi) ** (d / 2) * kappa ** (2 * nu) * tau**2)
+    plain = not isinstance(kappa, torch.Tensor) and not isinstance(tau, torch.Tensor)
+    kappa, tau = hyper_parameters(None, kappa=kappa, tau=tau)
+    check_positive(kappa=kappa, tau=tau)
+    variance = math.gamma(nu) / (math.gamma(alpha) * (4 * math.pi) ** (d / 2)) / (kappa ** (2 * nu) * tau.square())
+    return float(variance) if plain else variance
