@@ -11,12 +11,19 @@ singular ``A`` the recurrence can reach any tolerance while ``x`` blows up. So e
 converged is checked once against its true residual, recomputed from the returned ``x``: above
 ``TRUE_RESIDUAL_FACTOR`` times its tolerance it is refused (``Status.TRUE_RESIDUAL_TOO_LARGE``), and a non-finite ``x``
 is refused too (``Status.NON_FINITE``).
+
+The iteration runs on the column-scaled block ``B / s`` (``s_j`` the power of two nearest below ``max_i |B_ij|``, 1 for
+a zero or non-finite column), from ``x0 / s``, with ``atol / s_j`` for column ``j``, and ``X`` is multiplied back by
+``s``. Scaling by a power of two is exact, and it leaves the stopping rule ``‖r_j‖ <= max(rtol ‖b_j‖, atol)``
+unchanged in the original units, but the norms and squared norms the solvers form can neither underflow (a tiny
+``b`` read as 0, so that ``x = 0`` passed for converged) nor overflow (a huge ``b`` read as Inf).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +38,15 @@ from ._operator import Operator, as_operator
 from .preconditioners import Preconditioner
 from .solution import CODE_STATUS, Solution, Status
 
-__all__ = ["KrylovSolver", "IterationResult", "TRUE_RESIDUAL_FACTOR", "column_dot", "column_norm", "failure_codes"]
+__all__ = [
+    "KrylovSolver",
+    "IterationResult",
+    "TRUE_RESIDUAL_FACTOR",
+    "column_dot",
+    "column_norm",
+    "column_scale",
+    "failure_codes",
+]
 
 CUDA_CHECK_EVERY = 10
 
@@ -53,8 +68,28 @@ def column_dot(X: torch.Tensor, Y: torch.Tensor, work: torch.Tensor) -> torch.Te
 
 
 def column_norm(X: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
-    """Column-wise Euclidean norms, shape ``(k,)`` (faster than ``vector_norm(dim=0)`` on row-major blocks)."""
+    """Column-wise Euclidean norms, shape ``(k,)`` (faster than ``vector_norm(dim=0)`` on row-major blocks).
+
+    The squares are summed unscaled: meant for blocks of moderate magnitude, such as the column-scaled blocks the
+    solvers iterate on (see :func:`column_scale`); elsewhere use ``torch.linalg.vector_norm``.
+    """
     return column_dot(X, X, work).clamp_(min=0).sqrt_()
+
+
+def column_scale(B: torch.Tensor) -> torch.Tensor:
+    """Per-column scale ``s`` of an ``(n, k)`` block, shape ``(k,)``: the power of two ``2^e <= max_i |B_ij| < 2^(e+1)``
+    (so ``B / s`` is exact, with column maxima in ``[1, 2)``), and 1 for a column that is zero or not finite."""
+    largest = B.abs().amax(0) if B.shape[0] else B.new_zeros(B.shape[1])
+    _, exponent = torch.frexp(largest)
+    one = torch.ones_like(largest)
+    return torch.where(torch.isfinite(largest) & (largest > 0), torch.ldexp(one, exponent - 1), one)
+
+
+def _check_real(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number (int or float), got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def failure_codes(stopped: torch.Tensor, code: int, residual: torch.Tensor) -> torch.Tensor:
@@ -113,15 +148,16 @@ class KrylovSolver:
 
     def __post_init__(self) -> None:
         for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            _check_real(getattr(self, name), name)
         if self.rtol == 0 and self.atol == 0:
             raise ValueError("rtol and atol are both 0: no solve can meet that; give one of them a positive value")
-        if self.maxiter is not None and (
-            isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int) or self.maxiter < 1
-        ):
-            raise ValueError(f"maxiter must be a positive int or None, got {self.maxiter!r}")
+        if self.maxiter is not None:
+            if isinstance(self.maxiter, bool) or not isinstance(self.maxiter, numbers.Integral):
+                raise TypeError(
+                    f"maxiter must be a positive int or None, got {type(self.maxiter).__name__} {self.maxiter!r}"
+                )
+            if self.maxiter < 1:
+                raise ValueError(f"maxiter must be a positive int or None, got {self.maxiter!r}")
         p = self.preconditioner
         if p is not None and not callable(p):
             raise TypeError(
@@ -161,23 +197,29 @@ class KrylovSolver:
                 result = self._empty_result(B.detach().reshape(0, k))
                 residual_norm = B.new_zeros(k)
                 bnorm = test_norm = residual_norm
+                scale = B.new_ones(k)
         else:
             if self.symmetric and op.is_tensor:
                 self._check_symmetric(op)
-            M = Preconditioning(self._preconditioner_for(A, op), op.vector, n)
+            M = Preconditioning(self._preconditioner_for(A, op, B), op.vector, n)
             with torch.no_grad():
-                B2 = B.detach().reshape(n, k).contiguous()
-                X2 = x0.detach().reshape(n, k).contiguous().clone() if x0 is not None else None
+                # iterate on B / s and x0 / s (exact, see the module's doc); _report multiplies X back by s
+                B2 = B.detach().reshape(n, k)
+                scale = column_scale(B2)
+                B2 = (B2 / scale).contiguous()
+                X2 = (x0.detach().reshape(n, k) / scale).contiguous() if x0 is not None else None
                 work = torch.empty_like(B2)
                 bnorm = column_norm(B2, work)
-                result = self._iterate(op, M, B2, bnorm, X2, maxiter)
+                # (a tensor division: `scalar / tensor` multiplies by the reciprocal, 0 × Inf for a subnormal s)
+                atol = torch.full_like(scale, self.atol) / scale
+                result = self._iterate(op, M, B2, bnorm, X2, maxiter, atol)
                 # the true residual B − A X of the returned X (what is reported and checked, see the module's doc)
                 R = torch.sub(B2, op.matmul_into(result.X, work), out=work)
                 test_norm = self._stopping_norm(R, M)
                 residual_norm = column_norm(R, R)  # R is scratch now
                 if test_norm is None:
                     test_norm = residual_norm
-        solution = self._report(result, residual_norm, test_norm, bnorm, B, maxiter)
+        solution = self._report(result, residual_norm, test_norm, bnorm, scale, B, maxiter)
         if grad and n == 0:
             # X + (B − A X): the empty value, on the graph of A and B (their gradients are empty too)
             solution = dataclasses.replace(solution, value=solution.value + (B - op.apply(solution.value)))
@@ -212,8 +254,10 @@ class KrylovSolver:
         bnorm: torch.Tensor,
         X: torch.Tensor | None,
         maxiter: int,
+        atol: torch.Tensor,
     ) -> IterationResult:
-        """Iterate on the block ``B`` (``(n, k)``, column norms ``bnorm``) from ``X`` (``None``: zeros)."""
+        """Iterate on the block ``B`` (``(n, k)``, column norms ``bnorm``) from ``X`` (``None``: zeros), with the
+        per-column absolute tolerances ``atol`` (``(k,)``, for :meth:`tolerance`)."""
         raise NotImplementedError
 
     def _stopping_norm(self, R: torch.Tensor, M: Preconditioning) -> torch.Tensor | None:
@@ -230,7 +274,7 @@ class KrylovSolver:
                 "BiCGSTAB for a non-symmetric A, or symmetrise it, e.g. (A + Aᵀ) / 2."
             )
 
-    def _preconditioner_for(self, A: Any, op: Operator) -> Callable | None:
+    def _preconditioner_for(self, A: Any, op: Operator, B: torch.Tensor) -> Callable | None:
         p = self.preconditioner
         if isinstance(p, type):
             if not op.is_tensor:
@@ -239,6 +283,8 @@ class KrylovSolver:
                     f"from a matrix and pass the instance, e.g. preconditioner={p.__name__}(Q)"
                 )
             return p(A)
+        if isinstance(p, Preconditioner):
+            p.check_system(op.n, B.dtype, B.device)
         return p
 
     def _adjoint_solve(self, A: Any, op: Operator) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -270,16 +316,20 @@ class KrylovSolver:
         residual_norm: torch.Tensor,
         test_norm: torch.Tensor,
         bnorm: torch.Tensor,
+        scale: torch.Tensor,
         B: torch.Tensor,
         maxiter: int,
     ) -> Solution:
-        """The :class:`Solution` of a run: ``residual_norm`` is ``‖B_j − A X_j‖₂`` of the returned ``X`` and
-        ``test_norm`` the same residual in the stopping test's norm (checked against the recurrence's verdict)."""
+        """The :class:`Solution` of a run on the column-scaled block ``B / scale``: ``residual_norm`` is
+        ``‖B_j − A X_j‖₂ / s_j`` of the returned ``X`` and ``test_norm`` the same residual in the stopping test's
+        norm (checked against the recurrence's verdict); ``result``, ``bnorm`` are in the same scaled units.
+        ``result.X`` is multiplied back by ``scale`` in place."""
         shape = B.shape[1:]
+        X = result.X.mul_(scale)
         # a column the recurrence declared converged must have a true residual within a small multiple of its
         # tolerance (a NaN fails the comparison, so is refused too), and every column a finite X
         drifted = result.converged & ~(test_norm <= TRUE_RESIDUAL_FACTOR * result.tolerance)
-        finite = torch.isfinite(residual_norm) & torch.isfinite(result.X).all(0)
+        finite = torch.isfinite(residual_norm) & torch.isfinite(X).all(0)
         codes = torch.where(drifted, TRUE_RESIDUAL, result.codes)
         codes = torch.where(finite, codes, NON_FINITE).to(torch.int8)
         converged = result.converged & (codes == 0)
@@ -311,20 +361,25 @@ class KrylovSolver:
             dtype=str(B.dtype).removeprefix("torch."),
             eps=torch.finfo(B.dtype).eps,
         )
+        # back to the original units (an atol / s that overflowed to Inf met the test at once: the tolerance is atol)
+        tolerance = torch.where(torch.isinf(result.tolerance), self.atol, result.tolerance * scale)
         return Solution(
-            value=result.X.reshape(B.shape),
+            value=X.reshape(B.shape),
             converged=converged.reshape(shape),
             iterations=result.iterations.reshape(shape),
-            residual_norm=residual_norm.reshape(shape),
-            tolerance=result.tolerance.reshape(shape),
+            residual_norm=(residual_norm * scale).reshape(shape),
+            tolerance=tolerance.reshape(shape),
             status=status,
             message=message,
         )
 
     # ---- helpers for _iterate ---------------------------------------------------------------------------------------
-    def tolerance(self, reference_norm: torch.Tensor) -> torch.Tensor:
-        """Per-column absolute tolerance ``max(rtol ‖b_j‖, atol)`` for reference norms ``‖b_j‖``."""
-        return torch.clamp(reference_norm * self.rtol, min=self.atol)
+    def tolerance(self, reference_norm: torch.Tensor, atol: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-column absolute tolerance ``max(rtol ‖b_j‖, atol_j)`` for reference norms ``‖b_j‖`` (``atol``: the
+        per-column ``(k,)`` absolute tolerances of a scaled block; ``None``: this solver's ``atol``)."""
+        if atol is None:
+            return torch.clamp(reference_norm * self.rtol, min=self.atol)
+        return torch.maximum(reference_norm * self.rtol, atol)
 
     @staticmethod
     def check_every(device: torch.device) -> int:

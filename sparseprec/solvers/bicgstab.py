@@ -59,10 +59,11 @@ class BiCGSTAB(KrylovSolver):
         bnorm: torch.Tensor,
         X: torch.Tensor | None,
         maxiter: int,
+        atol: torch.Tensor,
     ) -> IterationResult:
         n, k = B.shape
         work = torch.empty_like(B)
-        tol = self.tolerance(bnorm)
+        tol = self.tolerance(bnorm, atol)
         tol2 = tol * tol
         if X is None:
             X = torch.zeros_like(B)

@@ -35,6 +35,10 @@ class CG(KrylovSolver):
     ``x``: above ``TRUE_RESIDUAL_FACTOR = 10`` times the tolerance, or with a non-finite ``x``, the column has not
     converged (``Status.TRUE_RESIDUAL_TOO_LARGE``, ``Status.NON_FINITE``). The other solvers do the same.
 
+    The iteration runs on ``B`` with each column divided by a power of two near its largest entry (exact, and undone
+    on ``X``; ``x0`` and ``atol`` are scaled alike), so the test means the same for a tiny or a huge ``b`` as for a
+    unit one: no norm underflows to 0 (which would accept ``x = 0``) or overflows.
+
     Gradients: ``solve(A, B).value`` (and ``CG(...)(A, B)``) is differentiable w.r.t. ``B`` and ``A`` — a sparse
     ``A``'s gradient lives on its stored entries, a callable's captured tensors get theirs through the callable — by
     the implicit function theorem: :math:`\partial L/\partial B = A^{-1} G` (one more CG solve, ``A`` being
@@ -83,10 +87,11 @@ class CG(KrylovSolver):
         bnorm: torch.Tensor,
         X: torch.Tensor | None,
         maxiter: int,
+        atol: torch.Tensor,
     ) -> IterationResult:
         n, k = B.shape
         work = torch.empty_like(B)
-        tol = self.tolerance(bnorm)
+        tol = self.tolerance(bnorm, atol)
         tol2 = tol * tol
         if X is None:
             X = torch.zeros_like(B)

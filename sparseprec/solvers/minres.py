@@ -68,6 +68,7 @@ class MINRES(KrylovSolver):
         bnorm: torch.Tensor,
         X: torch.Tensor | None,
         maxiter: int,
+        atol: torch.Tensor,
     ) -> IterationResult:
         n, k = B.shape
         work = torch.empty_like(B)
@@ -86,7 +87,7 @@ class MINRES(KrylovSolver):
             reference = beta_sq.clamp(min=0).sqrt()
         else:
             reference = column_dot(B, M(B), work).clamp(min=0).sqrt() if M else bnorm
-        tol = self.tolerance(reference)
+        tol = self.tolerance(reference, atol)
         zero = B.new_zeros(())
         tiny = torch.finfo(B.dtype).tiny
         old_beta = torch.zeros_like(beta)

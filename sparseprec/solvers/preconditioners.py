@@ -9,6 +9,8 @@ changes between steps, and for the transposed solve of a gradient).
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .._validation import check_dense, check_sparse_matrix, check_tensor
@@ -18,7 +20,45 @@ __all__ = ["Preconditioner", "Jacobi", "SSOR"]
 
 
 class Preconditioner:
-    """Base class of preconditioners built from a matrix ``A``: ``M(R) ≈ A⁻¹ R`` and ``M.transpose()`` (for ``Aᵀ``)."""
+    """Base class of preconditioners built from a matrix ``A``: ``M(R) ≈ A⁻¹ R`` and ``M.transpose()`` (for ``Aᵀ``).
+
+    A subclass records the size ``n``, ``dtype`` and ``device`` of the matrix it was built from (``None``: unknown, not
+    checked); a solver calls :meth:`check_system` once per solve to refuse a preconditioner built for another system.
+    """
+
+    n: int | None = None
+    dtype: torch.dtype | None = None
+    device: torch.device | None = None
+
+    def _record_system(self, A: torch.Tensor) -> None:
+        self.n, self.dtype, self.device = A.shape[0], A.dtype, A.device
+
+    def check_system(self, n: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Raise unless this preconditioner was built from an ``(n, n)`` matrix of this ``dtype`` on this ``device``.
+
+        Raises
+        ------
+        ValueError
+            The size or the device differ.
+        TypeError
+            The dtype differs.
+        """
+        who = f"the preconditioner ({type(self).__name__})"
+        if self.n is not None and self.n != n:
+            raise ValueError(
+                f"{who} was built from a {self.n} x {self.n} matrix, but the system is {n} x {n}; build it from "
+                f"the system's A"
+            )
+        if self.dtype is not None and self.dtype != dtype:
+            raise TypeError(
+                f"{who} was built from a {self.dtype} matrix, but the system (A and B) is {dtype}; build it from "
+                f"A.to({dtype})"
+            )
+        if self.device is not None and torch.device(self.device) != torch.device(device):
+            raise ValueError(
+                f"{who} was built from a matrix on device {self.device}, but the system (A and B) is on device "
+                f"{device}; build it from A.to({str(device)!r})"
+            )
 
     def __call__(self, R: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -95,6 +135,7 @@ class Jacobi(Preconditioner):
         A = _square_matrix(A, "A")
         d, stored = _diagonal(A)
         _require_nonzero_diagonal(d, stored, "Jacobi")
+        self._record_system(A)
         self.inverse_diagonal = d.reciprocal()
 
     def __call__(self, R: torch.Tensor) -> torch.Tensor:
@@ -124,6 +165,13 @@ class SSOR(Preconditioner):
     omega : float
         Relaxation parameter in ``(0, 2)``.
 
+    Raises
+    ------
+    TypeError
+        ``omega`` is not a real number (a string, a bool); ``A`` is not a floating-point tensor.
+    ValueError
+        ``omega`` outside ``(0, 2)``; ``A`` not square, or with a zero or missing diagonal entry.
+
     Examples
     --------
     >>> import torch
@@ -134,9 +182,12 @@ class SSOR(Preconditioner):
     """
 
     def __init__(self, A: torch.Tensor, omega: float = 1.0):
+        if isinstance(omega, bool) or not isinstance(omega, numbers.Real):
+            raise TypeError(f"omega must be a real number in (0, 2), got {type(omega).__name__} {omega!r}")
         if not 0.0 < float(omega) < 2.0:
             raise ValueError(f"omega must lie in (0, 2), got {omega}")
         A = _square_matrix(A, "A")
+        self._record_system(A)
         self.omega = float(omega)
         d, stored = _diagonal(A)
         _require_nonzero_diagonal(d, stored, "SSOR")

@@ -94,11 +94,22 @@ def test_a_healthy_system_still_succeeds(solver, dtype, rtol, preconditioner):
 
 
 @pytest.mark.parametrize("solver", [CG, MINRES, BiCGSTAB])
-def test_a_right_hand_side_whose_norm_overflows_is_not_converged_at_zero(solver):
-    # ‖b‖² overflows float64: the stopping test used to accept x = 0 at once; the true residual is not finite
+def test_a_right_hand_side_whose_norm_overflows_is_solved(solver):
+    # ‖b‖² overflows float64: the stopping test used to accept x = 0 at once; the solvers iterate on the
+    # column-scaled b / max|b|, so the squares never overflow and x = A⁻¹ b is found
     A = 2.0 * torch.eye(2, dtype=F64)
+    b = torch.tensor([1e200, 1e200], dtype=F64)
+    solution = solver().solve(A, b)
+    assert solution.success
+    torch.testing.assert_close(solution.value, b / 2, rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.parametrize("solver", [CG, MINRES, BiCGSTAB])
+def test_a_solution_that_overflows_is_not_converged(solver):
+    # x = A⁻¹ b = 3e308 is not representable in float64: the returned x is not finite, and that is reported
+    A = 0.5 * torch.eye(2, dtype=F64)
     with pytest.raises(ConvergenceError, match="NaN or Inf in 1 of 1 columns.*overflow float64") as info:
-        solver().solve(A, torch.tensor([1e200, 1e200], dtype=F64))
+        solver().solve(A, torch.tensor([1.5e308, 1.5e308], dtype=F64))
     assert info.value.solution.status is Status.NON_FINITE
 
 
