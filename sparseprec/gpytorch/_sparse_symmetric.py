@@ -9,10 +9,12 @@ values ``Q_ij = Q_ji = θ`` (a symmetric parameterisation) receive the sum of th
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from linear_operator.operators import LinearOperator, RootLinearOperator
 
-from .._validation import check_sparse_matrix
+from .._validation import check_sparse_indices, check_sparse_matrix
 from ..cholesky import CholeskyFactor, cholesky, sparse_logdet
 from ..cholesky._structure import check_symmetric_input, lower_structure, lower_values
 from ..cholesky.solve import FactorSolver
@@ -25,16 +27,60 @@ __all__ = ["SymmetricPattern"]
 
 
 class SymmetricPattern:
-    """The CSR pattern ``(crow, col)`` of a symmetric ``n × n`` sparse matrix (both triangles, diagonal stored)."""
+    """The CSR pattern ``(crow, col)`` of a symmetric ``n × n`` sparse matrix (both triangles, diagonal stored).
+
+    Checked in O(nnz log nnz): integer 1-D index tensors, ``n`` a non-negative int, valid CSR indices (row pointers
+    from 0 to nnz, non-decreasing; columns in ``[0, n)``, strictly increasing within a row), a symmetric pattern
+    (``(j, i)`` stored for every stored ``(i, j)``) and the whole diagonal stored.
+
+    Raises
+    ------
+    TypeError
+        ``crow``/``col`` not integer tensors, or ``n`` not an int.
+    ValueError
+        ``n`` negative, bad CSR indices, a stored entry whose mirror is missing, or a missing diagonal entry; the
+        message names the argument or the entry.
+    """
 
     def __init__(self, crow: torch.Tensor, col: torch.Tensor, n: int):
-        self.crow, self.col, self.n = crow.long().cpu(), col.long().cpu(), int(n)
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"n must be an int (the matrix size), got {type(n).__name__} {n!r}")
+        if n < 0:
+            raise ValueError(f"n must be a non-negative int (the matrix size), got {n}")
+        n = int(n)
+        for name, index in (("crow", crow), ("col", col)):
+            if not isinstance(index, torch.Tensor):
+                raise TypeError(f"{name} must be an integer torch.Tensor, got {type(index).__name__}")
+            if index.dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"{name} must be an int32 or int64 tensor (CSR indices), got dtype {index.dtype}")
+            if index.dim() != 1:
+                raise ValueError(f"{name} must be 1-D (one pattern, CSR), got shape {tuple(index.shape)}")
+        crow, col = crow.long().cpu(), col.long().cpu()
+        if crow.numel() != n + 1:
+            raise ValueError(f"crow must have n + 1 = {n + 1} row pointers, got {crow.numel()}")
+        values = torch.zeros(col.numel(), dtype=torch.float64)  # torch's own check would give a raw message
+        csr = torch.sparse_csr_tensor(crow, col, values, (n, n), check_invariants=False)
+        check_sparse_indices(csr, "the pattern (crow, col)")
+        self.crow, self.col, self.n = crow, col, n
         self.rows = _rows_from_crow(self.crow, self.col.numel())  # the row of each stored entry
         diagonal = (self.rows == self.col).nonzero().squeeze(-1)
         if diagonal.numel() != self.n:
             raise ValueError(f"the pattern of a precision must store its whole diagonal, found {diagonal.numel()} of "
                              f"{self.n} diagonal entries")  # fmt: skip
         self.diagonal_positions = diagonal
+        self._check_symmetric()
+
+    def _check_symmetric(self) -> None:
+        """Every stored ``(i, j)`` has its mirror ``(j, i)`` stored (keys ``i n + j`` are sorted: valid CSR)."""
+        keys = self.rows * self.n + self.col
+        mirrors = self.col * self.n + self.rows
+        found = torch.searchsorted(keys, mirrors).clamp_max(max(keys.numel() - 1, 0))
+        missing = keys[found] != mirrors if keys.numel() else torch.zeros(0, dtype=torch.bool)
+        if bool(missing.any()):
+            k = int(missing.nonzero()[0])
+            i, j = int(self.rows[k]), int(self.col[k])
+            raise ValueError(f"the pattern of a symmetric matrix must store (j, i) with every (i, j), but entry {k} "
+                             f"at ({i}, {j}) is stored and ({j}, {i}) is not")  # fmt: skip
 
     @property
     def nnz(self) -> int:
@@ -91,6 +137,8 @@ class SparseSymmetricOperator(LinearOperator):
         if not isinstance(values, torch.Tensor) or values.dim() < 1 or values.shape[-1] != pattern.nnz:
             shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
             raise ValueError(f"values must have shape (..., {pattern.nnz}) (one per stored entry), got {shape}")
+        if not isinstance(transposed, bool):
+            raise TypeError(f"transposed must be a bool, got {type(transposed).__name__} {transposed!r}")
         super().__init__(values, pattern=pattern, transposed=transposed)
         # ``transposed`` changes no value (the matrix is symmetric), only which entry a gradient is read at: each
         # stored value is an independent parameter, so d(Qᵀx)/dQ_ij is the transpose of d(Qx)/dQ_ij
@@ -162,6 +210,18 @@ class SparseSymmetricOperator(LinearOperator):
 
     def _matmul(self, rhs: torch.Tensor) -> torch.Tensor:
         return self._apply(rhs, self._product_block)
+
+    def matmul(self, other):
+        # linear_operator's generic Matmul function detaches its arguments in the backward (no create_graph), which
+        # would drop second derivatives; a dense right-hand side goes straight to the exact, twice-differentiable
+        # product instead (same result and first derivatives)
+        if isinstance(other, torch.Tensor) and other.layout == torch.strided and other.dim() >= 1:
+            if other.dim() == 1 or other.shape[:-2] == torch.Size() and self.batch_shape == torch.Size():
+                return self._matmul(other)
+            return self._matmul(
+                other.expand(torch.broadcast_shapes(self.batch_shape, other.shape[:-2]) + other.shape[-2:])
+            )
+        return super().matmul(other)
 
     def solve(self, right_tensor: torch.Tensor, left_tensor: torch.Tensor | None = None) -> torch.Tensor:
         out = self._apply(right_tensor, self._solve_block)

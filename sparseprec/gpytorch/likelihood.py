@@ -17,6 +17,10 @@ r"""``SparsePrecisionGaussianLikelihood``: Gaussian observation noise with a spa
 - ``log_marginal(y, N(μ, K))``: per-point marginal densities :math:`\log N(y_i; \mu_i, K_{ii} + (Q^{-1})_{ii})`
   (GPyTorch's meaning of ``log_marginal``; the noise variances come from the selected inverse).
 
+The noise's state dict entries (``noise_covar.*``) carry the pattern of ``G`` (see :class:`SparsePrecisionNoise`): a
+state dict saved with another pattern is refused by ``load_state_dict``. ``tau`` and ``kappa2`` must be positive
+finite scalars (``TypeError``/``ValueError`` otherwise, at construction and when set).
+
 The noise exists only on the points its precision was built for: asking the likelihood for other points (e.g. test
 inputs) raises; predict the latent function there with ``model(test_x)``.
 """

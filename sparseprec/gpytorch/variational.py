@@ -23,6 +23,8 @@ the patterns agree).
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from gpytorch.distributions import MultivariateNormal
@@ -31,6 +33,7 @@ from linear_operator.operators import LinearOperator, RootLinearOperator
 
 from .._validation import lower_pattern_pairs
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+from ._pattern_state import pattern_state_problems, refuse_state
 
 __all__ = ["SparseCholeskyVariationalDistribution"]
 
@@ -156,6 +159,10 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
 
     Raises
     ------
+    TypeError
+        ``num_inducing_points`` not an int (a ``bool`` or a float is refused, not truncated).
+    ValueError
+        ``num_inducing_points`` below 1, or an unknown ``parameterization``.
     RuntimeError
         From ``load_state_dict`` (with ``strict=True`` or ``False``), when the state dict was saved with another
         pattern, size or parameterisation, or holds ``factor_values`` without a pattern; see the module.
@@ -188,6 +195,14 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
         parameterization: str = "precision",
         **kwargs,
     ):
+        if isinstance(num_inducing_points, bool) or not isinstance(num_inducing_points, numbers.Integral):
+            raise TypeError(
+                f"num_inducing_points must be an int (the number of inducing points m), got "
+                f"{type(num_inducing_points).__name__} {num_inducing_points!r}"
+            )
+        if num_inducing_points < 1:
+            raise ValueError(f"num_inducing_points must be a positive int, got {num_inducing_points}")
+        num_inducing_points = int(num_inducing_points)
         super().__init__(num_inducing_points=num_inducing_points, batch_shape=batch_shape, mean_init_std=mean_init_std)
         if parameterization not in ("precision", "scale"):
             raise ValueError(f"parameterization must be 'precision' or 'scale', got {parameterization!r}")
@@ -225,55 +240,40 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ) -> None:
         # factor_values are positions on a pattern: loaded onto another pattern they give another covariance. A
-        # mismatch is an error (error_msgs makes load_state_dict raise; torch passes strict=True here whatever the
-        # caller's strict, so strict=False cannot be told apart and is refused too) and nothing here is loaded.
-        problems = self._state_dict_mismatches(state_dict, prefix)
-        pattern_key = prefix + "factor_pattern"
-        if not problems and pattern_key not in state_dict and prefix + "factor_values" in state_dict:
-            problems.append(
-                f"{pattern_key!r} is missing (a state dict saved before sparseprec stored the pattern), so its "
-                "factor_values cannot be checked against this distribution's pattern; if it was saved from a "
-                "distribution with this pattern and parameterization, add this distribution's 'factor_pattern' "
-                "and '_extra_state' entries of state_dict() to it under the same prefix"
-            )
-        if problems:
-            error_msgs.extend(f"SparseCholeskyVariationalDistribution: {problem}" for problem in problems)
+        # mismatch is an error (see _pattern_state) and nothing here is loaded.
+        problems = pattern_state_problems(
+            state_dict,
+            prefix,
+            self.factor_pattern,
+            pattern_name="factor_pattern",
+            values_name="factor_values",
+            owner="distribution",
+            matrix="L",
+            size=f"{self.factor_pattern.shape[1]} entries of L for {self.num_inducing_points} inducing points",
+            consequence="the factor values would give another covariance",
+            restore=" and parameterization, add this distribution's 'factor_pattern' and '_extra_state' entries of "
+            "state_dict() to it under the same prefix",
+        )
+        problems += self._parameterization_mismatches(state_dict, prefix)
+        if refuse_state(error_msgs, "SparseCholeskyVariationalDistribution", problems):
             return
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
-    def _state_dict_mismatches(self, state_dict, prefix: str) -> list[str]:
-        """What in ``state_dict`` (this module's keys under ``prefix``) contradicts this distribution's structure."""
-        problems = []
-        key = prefix + "factor_pattern"
-        if key in state_dict:
-            saved, ours = state_dict[key], self.factor_pattern
-            if not isinstance(saved, torch.Tensor) or saved.shape != ours.shape:
-                shape = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
-                problems.append(
-                    f"{key!r} must be this distribution's pattern, of shape {tuple(ours.shape)} "
-                    f"({ours.shape[1]} entries of L for {self.num_inducing_points} inducing points), got {shape}; "
-                    "build the distribution with the saved pattern before loading"
-                )
-            elif not torch.equal(saved.to(ours.device, torch.int64), ours):
-                k = int(torch.nonzero((saved.to(ours.device, torch.int64) != ours).any(0))[0])
-                problems.append(
-                    f"{key!r} must be this distribution's pattern; entry {k} of L must be at "
-                    f"{tuple(ours[:, k].tolist())}, got {tuple(saved[:, k].tolist())} (same size, another pattern: "
-                    "the factor values would give another covariance); build the distribution with the saved "
-                    "pattern before loading"
-                )
+    def _parameterization_mismatches(self, state_dict, prefix: str) -> list[str]:
+        """The saved parameterisation (extra state under ``prefix``), if it is not this distribution's."""
         key = prefix + "_extra_state"  # torch's key for get_extra_state
-        if key in state_dict:
-            state = state_dict[key]
-            saved = state.get("parameterization") if isinstance(state, dict) else state
-            if saved != self.parameterization:
-                problems.append(
-                    f"parameterization must be {self.parameterization!r} (this distribution's), got {saved!r} in "
-                    f"{key!r}; build the distribution with parameterization={saved!r} before loading"
-                )
-        return problems
+        if key not in state_dict:
+            return []
+        state = state_dict[key]
+        saved = state.get("parameterization") if isinstance(state, dict) else state
+        if saved == self.parameterization:
+            return []
+        return [
+            f"parameterization must be {self.parameterization!r} (this distribution's), got {saved!r} in {key!r}; "
+            f"build the distribution with parameterization={saved!r} before loading"
+        ]
 
     def _root(self) -> _SparseTriangular:
         return _SparseTriangular(self.factor_values, crow=self._crow, col=self._col, n=self.num_inducing_points,
