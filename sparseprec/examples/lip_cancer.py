@@ -295,17 +295,20 @@ def save_figure(path: Path, data: LipCancerData, risk: np.ndarray, elbo: list[fl
     plt.close(figure)
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
+def _int_in(minimum: int, below: int | None = None, below_text: str | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= minimum`` (and ``< below`` when given, written ``below_text`` in messages)."""
+    expected = f"an integer >= {minimum}" if below is None else f"an integer in [{minimum}, {below_text or below})"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < minimum or (below is not None and value >= below):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"  # argparse's fallback message names the type
+    parse.__name__ = expected.removeprefix("an ")  # argparse's fallback message names the type
     return parse
 
 
@@ -316,16 +319,6 @@ def _positive_finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}") from None
-    if not 0 <= value < 2**32:  # NumPy's seed range (pyro.set_rng_seed seeds NumPy too)
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {value}")
     return value
 
 
@@ -366,23 +359,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sparseprec.examples.lip_cancer", description=__doc__.split("\n")[0]
     )
-    positive = _int_at_least(1)
+    positive = _int_in(1)
     parser.add_argument("--steps", type=positive, default=3000, help="SVI steps (default 3000)")
     parser.add_argument("--lr", type=_positive_finite_float, default=0.02,
                         help="initial learning rate of ClippedAdam, positive (default 0.02)")  # fmt: skip
     parser.add_argument("--particles", type=positive, default=4, help="ELBO particles per step (default 4)")
     parser.add_argument("--samples", type=positive, default=2000, help="posterior draws for the summary (default 2000)")
     parser.add_argument("--nuts", action="store_true", help="also run NUTS on the same model and compare")
-    parser.add_argument("--nuts-samples", type=_int_at_least(2), default=1000,
+    parser.add_argument("--nuts-samples", type=_int_in(2), default=1000,
                         help="NUTS draws, at least 2 (default 1000)")  # fmt: skip
-    parser.add_argument("--nuts-warmup", type=_int_at_least(0), default=500, help="NUTS warm-up steps (default 500)")
+    parser.add_argument("--nuts-warmup", type=_int_in(0), default=500, help="NUTS warm-up steps (default 500)")
     parser.add_argument(
         "--islands", action="store_true", help="use the graph whose three island districts have no neighbours"
     )
     parser.add_argument("--output", type=_png_path, default=Path("lip_cancer.png"),
                         help="PNG to write, in an existing writable directory (default ./lip_cancer.png)")  # fmt: skip
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed, in [0, 2**32) (default 0)")
+    # NumPy's seed range (pyro.set_rng_seed seeds NumPy too)
+    parser.add_argument(
+        "--seed", type=_int_in(0, 2**32, "2**32"), default=0, help="random seed, in [0, 2**32) (default 0)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

@@ -135,12 +135,16 @@ class SparsePattern:
     # ---- values ---------------------------------------------------------------------------------------------------
     def kernel_values(self, A: torch.Tensor) -> torch.Tensor:
         """Values of ``A`` in kernel order, ``(nnz,)`` (duplicates of an uncoalesced COO input summed)."""
+        return self.to_kernel_order(A.values() if self.layout == torch.sparse_csr else A._values())
+
+    def to_kernel_order(self, values: torch.Tensor) -> torch.Tensor:
+        """A tensor's stored values as it holds them (``(b, nnz)`` for a batched CSR tensor; each duplicate of an
+        uncoalesced COO tensor separately) in kernel order, ``(nnz,)``, duplicates summed; differentiable."""
         if self.layout == torch.sparse_csr:
-            return A.values().reshape(-1)
-        values = A._values()
+            return values.reshape(-1)
         if self.inverse is None:
             return values
-        return values.new_zeros(self.nnz).index_add_(0, self.inverse, values)
+        return values.new_zeros(self.nnz).index_add(0, self.inverse, values)
 
     def kernel_matrix(self, values: torch.Tensor) -> torch.Tensor:
         """The kernel CSR matrix ``(N, M)`` with the given kernel-ordered values."""

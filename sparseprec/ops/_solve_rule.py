@@ -40,9 +40,17 @@ __all__ = ["LinearSolver", "linear_solve", "symmetric_directions"]
 
 
 class LinearSolver(Protocol):
-    """What :func:`linear_solve` needs from a solver: ``op(A)⁻¹ B`` for a dense ``(n, p)`` block, no autograd."""
+    """What :func:`linear_solve` needs from a solver: ``op(A)⁻¹ B`` for a dense, non-empty ``(n, p)`` block, no
+    autograd."""
 
     def solve(self, B: torch.Tensor, transpose: bool) -> torch.Tensor: ...
+
+
+def _solve(solver: LinearSolver, B: torch.Tensor, transpose: bool) -> torch.Tensor:
+    """``solver.solve``; an empty block (no columns, or ``n = 0``) is answered here, as torch answers it: zeros."""
+    if B.numel() == 0:
+        return B.new_zeros(B.shape)
+    return solver.solve(B, transpose)
 
 
 def _on_diagonal(pattern: SparsePattern) -> torch.Tensor:
@@ -76,7 +84,7 @@ class _LinearSolve(torch.autograd.Function):
         transpose: bool,
         symmetric: str | None,
     ) -> torch.Tensor:
-        X = solver.solve(B, transpose)  # shape: (n, p)
+        X = _solve(solver, B, transpose)  # shape: (n, p)
         ctx.save_for_backward(operand, X)
         ctx.solver, ctx.pattern, ctx.transpose, ctx.symmetric = solver, pattern, transpose, symmetric
         return X
@@ -112,5 +120,5 @@ def linear_solve(
     holds ``A``. The result has ``B``'s shape.
     """
     if not (torch.is_grad_enabled() and (operand.requires_grad or B.requires_grad)):
-        return solver.solve(B, transpose)
+        return _solve(solver, B, transpose)
     return _LinearSolve.apply(as_operand(operand, pattern), B, solver, pattern, transpose, symmetric)

@@ -141,9 +141,7 @@ def _source_kernel_values(A: torch.Tensor, pattern: SparsePattern) -> torch.Tens
     source = getattr(A, _SOURCE, None)
     if source is None or not torch.is_grad_enabled():
         return None
-    if A.layout == torch.sparse_csr or pattern.inverse is None:
-        return source.reshape(-1)
-    return source.new_zeros(pattern.nnz).index_add(0, pattern.inverse, source)  # duplicates summed
+    return pattern.to_kernel_order(source)
 
 
 def as_operand(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:

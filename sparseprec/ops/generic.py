@@ -45,8 +45,6 @@ class _UserSolver:
         self._At: torch.Tensor | None = None
 
     def solve(self, B: torch.Tensor, transpose: bool) -> torch.Tensor:
-        if B.numel() == 0:
-            return B.new_zeros(B.shape)
         rhs = B.reshape(-1) if self.vector else B
         if not transpose:
             X, who = self.solve_fn(self.A, rhs, **self.kwargs), "solve"

@@ -21,8 +21,6 @@ class _Triangular:
         self.kernel = pattern.kernel_matrix(values)
 
     def solve(self, B: torch.Tensor, transpose: bool) -> torch.Tensor:
-        if B.numel() == 0:
-            return B.new_zeros(B.shape)
         if self.pattern.nnz == 0:  # only reachable with unitriangular=True: A = I (MKL returns NaN here)
             return B.clone()
         # torch's CSR triangular solve (MKL on CPU, cuSPARSE on CUDA); a block-diagonal kernel is solved in one call.
