@@ -47,4 +47,21 @@ class NotTwiceDifferentiableError(RuntimeError):
     Raised in the backward pass, when a derivative computed with ``create_graph=True`` (a Hessian, a Hessian-vector
     product, ``gradgradcheck``) is differentiated again through such a function, e.g. the selected-inverse gradient of
     :func:`sparseprec.cholesky.sparse_logdet` w.r.t. the precision's values. Never a silently missing term.
+    docs/reliability.md lists which functions are twice differentiable w.r.t. which arguments.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec import NotTwiceDifferentiableError, sparse_csr_tensor
+    >>> from sparseprec.cholesky import sparse_logdet
+    >>> v = torch.tensor([2.0, -1.0, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    >>> Q = sparse_csr_tensor(torch.tensor([0, 2, 4]), torch.tensor([0, 1, 0, 1]), v, (2, 2))
+    >>> (g,) = torch.autograd.grad(sparse_logdet(Q), v, create_graph=True)  # the first derivative: (Q⁻¹)_ij
+    >>> g.detach()
+    tensor([0.6667, 0.3333, 0.3333, 0.6667], dtype=torch.float64)
+    >>> try:
+    ...     torch.autograd.grad(g.sum(), v)
+    ... except NotTwiceDifferentiableError:
+    ...     print("raised")
+    raised
     """
