@@ -101,12 +101,12 @@ def cases(s: int, backends: list[str]) -> tuple[dict[str, tuple[Callable, Callab
     def ours(backend: str, first: bool):
         def fwd():
             if first:
-                sparseprec.ops.clear_pattern_cache()
+                sparseprec.clear_caches()
             return sparse_logdet(Q, backend=backend)
 
         def bwd():
             if first:
-                sparseprec.ops.clear_pattern_cache()
+                sparseprec.clear_caches()
             A = Q.detach().requires_grad_()
             sparse_logdet(A, backend=backend).backward()
 

@@ -166,7 +166,7 @@ def run_case(rows, problem, L, path, p, dtype, layout, repeats, methods, tsgu_co
     cases = make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz)
     # Warm up every method once (the first call builds cached pattern data), then time them in interleaved rounds so
     # that machine noise hits all methods alike. A method whose warm-up took over `slow_s` gets at most 3 rounds.
-    sparseprec.ops.clear_pattern_cache()
+    sparseprec.clear_caches()
     budget = {}
     for name, case in cases.items():
         t = (timed(case.fwd) if case.fwd else 0.0) + (timed(case.fb, case.reset) if case.fb else 0.0)

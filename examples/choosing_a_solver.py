@@ -29,7 +29,7 @@ import torch
 
 from sparseprec import ConvergenceError
 from sparseprec.cholesky import cholesky
-from sparseprec.ops import clear_pattern_cache
+from sparseprec import clear_caches
 from sparseprec.solvers import CG, MINRES, SSOR, BiCGSTAB, Jacobi
 from sparseprec.structures import grid_adjacency
 
@@ -65,7 +65,7 @@ def laplacian(shape: tuple[int, ...], shift: float, weights: np.ndarray | float 
 def first_call(Q: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """``cholesky(Q).solve(B)`` as on a pattern sparseprec has not seen: the pattern cache is emptied first, so the
     symbolic analysis (fill-reducing ordering) runs again; otherwise it is cached per pattern."""
-    clear_pattern_cache()
+    clear_caches()
     return cholesky(Q).solve(B)
 
 

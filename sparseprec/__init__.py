@@ -5,12 +5,14 @@ The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, .
 ``sparseprec.gpytorch`` and are imported explicitly.
 """
 
-from . import cholesky, datasets, distributions, ops, solvers, structures
+from . import cholesky, datasets, distributions, ops, pattern, solvers, structures
 from .distributions import GMRF, ICAR, IntrinsicGMRF, SparseMultivariateNormal
 from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError, NotTwiceDifferentiableError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
+from .pattern import cache_info, clear_caches
 
 __all__ = [
+    "pattern",
     "ops",
     "solvers",
     "cholesky",
@@ -30,5 +32,7 @@ __all__ = [
     "ConvergenceWarning",
     "NotPositiveDefiniteError",
     "NotTwiceDifferentiableError",
+    "cache_info",
+    "clear_caches",
 ]
 __version__ = "0.1.0"

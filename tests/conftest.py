@@ -15,7 +15,7 @@ LAYOUTS = ["coo", "csr", "csr32", "coo_uncoalesced"]
 
 @pytest.fixture(autouse=True)
 def _fresh_pattern_cache():
-    sparseprec.ops.clear_pattern_cache()
+    sparseprec.clear_caches()
     yield
 
 

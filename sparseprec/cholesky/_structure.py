@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .._validation import check_sparse_matrix
-from ..ops._pattern import SparsePattern, pattern_of
+from ..pattern import SparsePattern, pattern_of
 
 __all__ = ["TRIANGLES", "LowerStructure", "lower_structure", "check_symmetric_input"]
 
@@ -110,10 +110,7 @@ def check_symmetric_input(Q: object, triangle: str) -> torch.Tensor:
 def lower_structure(Q: torch.Tensor, triangle: str) -> tuple[SparsePattern, LowerStructure]:
     """The (cached) pattern of ``Q`` and its lower-triangle structure for ``triangle``."""
     pattern = pattern_of(Q, "Q")
-    cache = pattern.__dict__.setdefault("_cholesky_structures", {})
-    if triangle not in cache:
-        cache[triangle] = LowerStructure(pattern, triangle)
-    return pattern, cache[triangle]
+    return pattern, pattern.derived(("cholesky_lower_structure", triangle), lambda: LowerStructure(pattern, triangle))
 
 
 def lower_values(Q: torch.Tensor, pattern: SparsePattern, structure: LowerStructure) -> np.ndarray:

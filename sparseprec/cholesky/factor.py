@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from .._validation import check_dense, describe
+from ..pattern import SparsePattern, cache_info, note_symbolic_analysis
 from ._structure import check_symmetric_input, lower_structure, lower_values
 from .backends import Numeric, get_backend
 from .takahashi import SupernodalStructure, takahashi
 
 __all__ = ["CholeskyFactor", "cholesky", "symbolic_analyses", "check_factor"]
-
-_COUNT = {"analyses": 0}
-_LOCK = threading.Lock()
 
 
 def symbolic_analyses() -> int:
@@ -32,7 +28,7 @@ def symbolic_analyses() -> int:
     >>> symbolic_analyses() - before
     1
     """
-    return _COUNT["analyses"]
+    return cache_info().symbolic_analyses
 
 
 class CholeskyFactor:
@@ -55,7 +51,7 @@ class CholeskyFactor:
         self.backend, self.ordering = backend, ordering
         self.perm = torch.from_numpy(np.asarray(numeric.perm, dtype=np.int64)).to(device)
         self._L: torch.Tensor | None = None
-        self._pattern_cache: tuple[dict, tuple] | None = None  # where pattern-only data of this factor is kept
+        self._pattern_cache: tuple[SparsePattern, tuple] | None = None  # Q's pattern and this factor's analysis key
         self._inverse: tuple[SupernodalStructure, np.ndarray] | None = None
 
     def selected_inverse_blocks(self) -> tuple[SupernodalStructure, np.ndarray]:
@@ -64,13 +60,19 @@ class CholeskyFactor:
         if self._inverse is None:
             L = sp.csc_matrix(self.numeric.L())
             L.sort_indices()
-            cache, key = self._pattern_cache if self._pattern_cache is not None else ({}, None)
-            structure = cache.get(("selected_inverse", key))
-            if structure is None or structure.nnz != L.nnz:
+            structure = self.pattern_derived("selected_inverse", lambda: SupernodalStructure(L))
+            if structure.nnz != L.nnz:  # not the structure of this factor's L: build this one's, uncached
                 structure = SupernodalStructure(L)
-                cache[("selected_inverse", key)] = structure
             self._inverse = (structure, takahashi(structure, L.data))
         return self._inverse
+
+    def pattern_derived(self, kind: str, build):
+        """Data that depends only on ``Q``'s pattern and this factor's analysis, kept with ``Q``'s pattern
+        (:meth:`sparseprec.pattern.SparsePattern.derived`); built uncached for a factor made without a pattern."""
+        if self._pattern_cache is None:
+            return build()
+        pattern, key = self._pattern_cache
+        return pattern.derived((kind,) + key, build)
 
     def __repr__(self) -> str:
         return f"CholeskyFactor(n={self.n}, backend={self.backend!r}, ordering={self.ordering!r}, dtype={self.dtype})"
@@ -256,16 +258,14 @@ def cholesky(
         raise ValueError(f"ordering must be one of {chosen.orderings} for backend {chosen.name!r}, got {ordering!r}")
     pattern, structure = lower_structure(Q, triangle)
     values = lower_values(Q, pattern, structure)
-    cache = pattern.__dict__.setdefault("_cholesky_symbolic", {})
     key = (chosen.name, ordering, triangle)
-    with _LOCK:
-        symbolic = cache.get(key)
-    if symbolic is None:
-        symbolic = chosen.analyze(structure, ordering)
-        with _LOCK:
-            cache[key] = symbolic
-            _COUNT["analyses"] += 1
+
+    def analyze():
+        note_symbolic_analysis()
+        return chosen.analyze(structure, ordering)
+
+    symbolic = pattern.derived(("cholesky_symbolic",) + key, analyze)
     numeric = chosen.factorize(symbolic, structure, values, float(torch.finfo(Q.dtype).eps))
     factor = CholeskyFactor(numeric, Q.shape[0], Q.dtype, Q.device, chosen.name, ordering)
-    factor._pattern_cache = (cache, key)
+    factor._pattern_cache = (pattern, key)
     return factor

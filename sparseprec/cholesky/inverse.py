@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from ..ops._once import first_derivative_only
-from ..ops._pattern import SparsePattern
 from ..ops._values import stored_values
+from ..pattern import SparsePattern
 from ._structure import check_symmetric_input, lower_structure
 from .factor import CholeskyFactor, check_factor, cholesky
 
@@ -104,15 +104,17 @@ def diag_inverse(
 def _inverse_at_stored(Q: torch.Tensor, pattern: SparsePattern, factor: CholeskyFactor) -> np.ndarray:
     """``(Q⁻¹)_ij`` at ``Q``'s stored entries (kernel order); the positions are cached with the pattern."""
     structure, Z = factor.selected_inverse_blocks()
-    cache, key = factor._pattern_cache
-    positions = cache.get(("stored_positions", key))
-    if positions is None or positions[0] is not structure:
+
+    def locate():
         inverse_perm = np.empty(factor.n, dtype=np.int64)
         inverse_perm[factor.perm.cpu().numpy()] = np.arange(factor.n)
         r = inverse_perm[pattern.row.cpu().numpy().astype(np.int64)]
         c = inverse_perm[pattern.col.cpu().numpy().astype(np.int64)]
-        positions = (structure, structure.locate(np.maximum(r, c), np.minimum(r, c)))
-        cache[("stored_positions", key)] = positions
+        return structure, structure.locate(np.maximum(r, c), np.minimum(r, c))
+
+    positions = factor.pattern_derived("stored_positions", locate)
+    if positions[0] is not structure:  # a structure built for this factor alone
+        positions = locate()
     return Z[positions[1]]
 
 

@@ -17,8 +17,8 @@ import torch
 
 from .._validation import check_sparse_matrix
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
-from ..ops._pattern import pattern_of
 from ..ops._values import stored_values
+from ..pattern import pattern_of
 from ._pairs import product_pattern
 
 __all__ = ["TriangularFactor"]
@@ -149,15 +149,12 @@ class TriangularFactor:
         return keys, out
 
     def _pairs(self) -> tuple[torch.Tensor, ...]:
-        key = f"_ldlt_pairs_{self.unit}"
-        cached = self.pattern.__dict__.get(key)
-        if cached is not None:
-            return cached
+        return self.pattern.derived(("ldlt_pairs", self.unit), self._build_pairs)
+
+    def _build_pairs(self) -> tuple[torch.Tensor, ...]:
         row, col = self.pattern.row.long(), self.pattern.col.long()
         if self.unit:
             diag = torch.arange(self.N, device=row.device)
             row, col = torch.cat([row, diag]), torch.cat([col, diag])
         first, second, inverse, keys = product_pattern(col, row, self.N, self.N)
-        cached = (first, second, inverse, keys, col[first])
-        self.pattern.__dict__[key] = cached
-        return cached
+        return first, second, inverse, keys, col[first]

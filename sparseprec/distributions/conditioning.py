@@ -21,15 +21,14 @@ two patterns.
 from __future__ import annotations
 
 import numbers
-import weakref
 
 import numpy as np
 import torch
 
 from .._validation import check_sparse_matrix
 from ..ops import sparse_csr_tensor
-from ..ops._pattern import SparsePattern, _crow_from_sorted_rows, pattern_of
 from ..ops._values import stored_values
+from ..pattern import Assembly, SparsePattern, pattern_of
 from ._pairs import product_pattern
 
 __all__ = ["posterior_precision", "noise_weights"]
@@ -73,25 +72,22 @@ def noise_weights(noise_precision: float | torch.Tensor, m: int, like: torch.Ten
 
 
 def _gram_pattern(pattern: SparsePattern, n: int) -> tuple[torch.Tensor, ...]:
-    cached = pattern.__dict__.get("_gram_pattern")
-    if cached is None:
-        row, col = pattern.row.long(), pattern.col.long()
-        cached = product_pattern(row, col, pattern.n_rows, n)
-        pattern.__dict__["_gram_pattern"] = cached
-    return cached
+    return pattern.derived(
+        ("gram_pattern", n), lambda: product_pattern(pattern.row.long(), pattern.col.long(), pattern.n_rows, n)
+    )
 
 
 def _union(q_pattern: SparsePattern, a_pattern: SparsePattern, n: int) -> tuple[torch.Tensor, ...]:
-    """Merged CSR pattern of ``Q`` and ``AᵀA``; cached on ``A``'s pattern, per ``Q`` pattern (weakly)."""
-    table = a_pattern.__dict__.setdefault("_union_with", weakref.WeakKeyDictionary())
-    cached = table.get(q_pattern)
-    if cached is None:
+    """Merged CSR pattern of ``Q`` and ``AᵀA``; cached on ``A``'s pattern, per ``Q`` pattern."""
+
+    def union() -> tuple[torch.Tensor, ...]:
         gram_keys = _gram_pattern(a_pattern, n)[3]
-        q_keys = q_pattern.row.long() * n + q_pattern.col.long()
-        keys, inverse = torch.unique(torch.cat([q_keys, gram_keys]), sorted=True, return_inverse=True)
-        cached = (_crow_from_sorted_rows(keys // n, n), keys % n, inverse, keys.numel())
-        table[q_pattern] = cached
-    return cached
+        merged = Assembly(
+            torch.cat([q_pattern.row.long(), gram_keys // n]), torch.cat([q_pattern.col.long(), gram_keys % n]), n, n
+        )
+        return merged.crow, merged.col, merged.inverse, merged.nnz
+
+    return a_pattern.derived(("union", q_pattern), union)
 
 
 def posterior_precision(Q: torch.Tensor, A: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

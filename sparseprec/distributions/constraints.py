@@ -12,7 +12,7 @@ import torch
 from torch.distributions import constraints
 
 from ..cholesky._structure import lower_structure, lower_values
-from ..ops._pattern import pattern_of
+from ..pattern import pattern_of
 
 __all__ = [
     "SparseLowerCholesky",

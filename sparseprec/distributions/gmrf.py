@@ -13,7 +13,7 @@ from .._validation import check_sparse_matrix
 from ..cholesky import CholeskyFactor, cholesky, diag_inverse, slq_logdet, sparse_cholesky_solve, sparse_logdet
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_generic_solve, sparse_mm
-from ..ops._pattern import pattern_of
+from ..pattern import pattern_of
 from ..solvers import CG
 from ..structures import car
 from . import sparse_mvn

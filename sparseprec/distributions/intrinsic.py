@@ -43,8 +43,8 @@ from .._validation import check_same_dtype_device, check_sparse_matrix
 from ..cholesky import CholeskyFactor, cholesky, diag_inverse, sparse_logdet
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_csr_tensor, sparse_mm
-from ..ops._pattern import pattern_of
 from ..ops._values import stored_values
+from ..pattern import crow_from_rows, pattern_of
 from ..structures import icar
 from ._checks import check_like, check_vector
 from ._copy import SparseDeepCopy
@@ -230,18 +230,20 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
         self._pinned = torch.from_numpy(pinned).to(device)
         self._keep = torch.from_numpy(keep).to(device)
         pattern = pattern_of(self.precision)
-        key = ("_pinned_pattern", tuple(pinned.tolist()))
-        cached = pattern.__dict__.get(key)
-        if cached is None:
+
+        def reduced_pattern() -> tuple[torch.Tensor, ...]:
             new_index = np.full(n, -1)
             new_index[keep] = np.arange(keep.size)
             row, col = pattern.row.long().cpu().numpy(), pattern.col.long().cpu().numpy()
             positions = np.flatnonzero((new_index[row] >= 0) & (new_index[col] >= 0))
             r, c = new_index[row[positions]], new_index[col[positions]]
-            crow = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=keep.size))])
-            cached = tuple(torch.from_numpy(a.astype(np.int64)).to(device) for a in (positions, crow, c))
-            pattern.__dict__[key] = cached
-        positions, crow, col = cached
+            return (
+                torch.from_numpy(positions).to(device),
+                crow_from_rows(torch.from_numpy(r), keep.size).to(device),
+                torch.from_numpy(c.astype(np.int64)).to(device),
+            )
+
+        positions, crow, col = pattern.derived(("pinned_pattern", tuple(pinned.tolist())), reduced_pattern)
         values = stored_values(self.precision, pattern).index_select(0, positions)
         self._reduced = sparse_csr_tensor(crow, col, values, (keep.size, keep.size))
         Cs = self.constraint_matrix[:, self._pinned]

@@ -31,8 +31,8 @@ from __future__ import annotations
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, register_kl
 
-from ..ops._pattern import pattern_of
 from ..ops._values import stored_values
+from ..pattern import pattern_of
 from .gmrf import GMRF
 from .sparse_mvn import SparseMultivariateNormal
 

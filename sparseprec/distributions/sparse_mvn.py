@@ -13,7 +13,7 @@ from torch.distributions.utils import _standard_normal
 from .._validation import check_tensor
 from ..cholesky import diag_inverse
 from ..ops import sparse_coo_tensor, sparse_csr_tensor
-from ..ops._pattern import _crow_from_sorted_rows
+from ..pattern import crow_from_rows
 from ._checks import check_like as _check_like
 from ._checks import check_vector as _check_vector
 from ._copy import SparseDeepCopy
@@ -299,7 +299,7 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
         rows, cols = keys // N, keys % N
         if not batch:
             if factor.tensor.layout == torch.sparse_csr:
-                return sparse_csr_tensor(_crow_from_sorted_rows(rows, n), cols, values[:, 0], (n, n))
+                return sparse_csr_tensor(crow_from_rows(rows, n), cols, values[:, 0], (n, n))
             return sparse_coo_tensor(torch.stack([rows, cols]), values[:, 0], (n, n), is_coalesced=True)
         # columns of `values` run over the batch dims before the factor's own (row-major), see TriangularFactor
         P, m = values.shape[1], keys.numel()

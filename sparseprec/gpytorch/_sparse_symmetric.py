@@ -19,8 +19,8 @@ from ..cholesky import CholeskyFactor, cholesky, sparse_logdet
 from ..cholesky._structure import check_symmetric_input, lower_structure, lower_values
 from ..cholesky.solve import FactorSolver
 from ..ops import sparse_csr_tensor
-from ..ops._pattern import _rows_from_crow, pattern_of
 from ..ops._solve_rule import linear_solve
+from ..pattern import pattern_of, rows_from_crow
 from ._roots import CholeskyRoot
 
 __all__ = ["SymmetricPattern"]
@@ -62,7 +62,7 @@ class SymmetricPattern:
         csr = torch.sparse_csr_tensor(crow, col, values, (n, n), check_invariants=False)
         check_sparse_indices(csr, "the pattern (crow, col)")
         self.crow, self.col, self.n = crow, col, n
-        self.rows = _rows_from_crow(self.crow, self.col.numel())  # the row of each stored entry
+        self.rows = rows_from_crow(self.crow, self.col.numel())  # the row of each stored entry
         diagonal = (self.rows == self.col).nonzero().squeeze(-1)
         if diagonal.numel() != self.n:
             raise ValueError(f"the pattern of a precision must store its whole diagonal, found {diagonal.numel()} of "

@@ -2,14 +2,13 @@
 
 Every op's gradient w.r.t. its sparse operand is a sparse tensor with the operand's layout and stored pattern: only
 stored entries get a gradient. Pattern-derived index data is cached per sparsity pattern (see
-:mod:`sparseprec.ops._pattern` and :func:`clear_pattern_cache`).
+:mod:`sparseprec.pattern`, :func:`sparseprec.cache_info` and :func:`sparseprec.clear_caches`).
 """
 
 import warnings as _warnings
 
 import torch as _torch
 
-from ._pattern import clear_pattern_cache
 from .construction import sparse_coo_tensor, sparse_csr_tensor
 from .generic import sparse_generic_solve
 from .matmul import sparse_mm
@@ -27,5 +26,4 @@ __all__ = [
     "sparse_generic_solve",
     "sparse_csr_tensor",
     "sparse_coo_tensor",
-    "clear_pattern_cache",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ._pattern import SparsePattern
+from ..pattern import SparsePattern
 from ._values import as_operand, operand_gradient, operand_values
 
 __all__ = ["kernel_mm", "sampled_product"]

@@ -32,7 +32,7 @@ from typing import Protocol
 
 import torch
 
-from ._pattern import SparsePattern
+from ..pattern import SparsePattern
 from ._products import sampled_product
 from ._values import as_operand, operand_gradient
 
@@ -53,14 +53,6 @@ def _solve(solver: LinearSolver, B: torch.Tensor, transpose: bool) -> torch.Tens
     return solver.solve(B, transpose)
 
 
-def _on_diagonal(pattern: SparsePattern) -> torch.Tensor:
-    cached = pattern.__dict__.get("_on_diagonal")
-    if cached is None:
-        cached = pattern.row == pattern.col
-        pattern.__dict__["_on_diagonal"] = cached
-    return cached
-
-
 def symmetric_directions(pattern: SparsePattern, symmetric: str | None, U: torch.Tensor, V: torch.Tensor):
     """Gradient at the stored values when :math:`\\partial L/\\partial A = U V^\\top`, under the convention
     ``symmetric`` (see the module docstring); differentiable w.r.t. ``U`` and ``V``."""
@@ -70,7 +62,7 @@ def symmetric_directions(pattern: SparsePattern, symmetric: str | None, U: torch
     s = g + sampled_product(pattern, V, U)
     if symmetric == "full":
         return s * 0.5
-    return torch.where(_on_diagonal(pattern), s * 0.5, s)
+    return torch.where(pattern.on_diagonal(), s * 0.5, s)
 
 
 class _LinearSolve(torch.autograd.Function):

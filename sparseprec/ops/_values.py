@@ -23,7 +23,7 @@ import warnings
 
 import torch
 
-from ._pattern import SparsePattern, same_memory
+from ..pattern import SparsePattern, same_memory
 
 __all__ = [
     "stored_values",

@@ -15,7 +15,7 @@ import numbers
 import torch
 
 from .._validation import check_dense, check_tensor
-from ._pattern import pattern_of
+from ..pattern import pattern_of
 from ._values import remember_source, wrap_values
 
 __all__ = ["sparse_csr_tensor", "sparse_coo_tensor"]

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from .._validation import describe
+from ..pattern import SparsePattern, pattern_of
 from ._operands import operands
-from ._pattern import SparsePattern, pattern_of
 from ._solve_rule import linear_solve
 
 __all__ = ["sparse_generic_solve"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from .._validation import check_flag
+from ..pattern import pattern_of
 from ._operands import operands
-from ._pattern import pattern_of
 from ._products import kernel_mm
 
 __all__ = ["sparse_mm"]
@@ -35,7 +35,7 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> t
     memory. The backward is itself written with these two products, so the op is differentiable any number of
     times (Hessians and Hessian-vector products through ``A`` and ``B`` are exact). Pattern-derived index data (CSR
     row pointers of a COO input, the transpose's CSR) is computed once per sparsity pattern and cached (see
-    :func:`sparseprec.ops.clear_pattern_cache`).
+    :func:`sparseprec.clear_caches`).
 
     Parameters
     ----------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from .._validation import check_flag
+from ..pattern import SparsePattern, pattern_of
 from ._operands import operands
-from ._pattern import SparsePattern, pattern_of
 from ._solve_rule import linear_solve
 
 __all__ = ["sparse_triangular_solve"]

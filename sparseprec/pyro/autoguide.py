@@ -43,7 +43,7 @@ from torch.distributions.transforms import IndependentTransform
 from .. import distributions as core
 from .._validation import lower_pattern_pairs
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
-from ..ops._pattern import pattern_of
+from ..pattern import pattern_of
 from .distributions import SparseMultivariateNormal
 
 __all__ = ["AutoSparseMultivariateNormal"]

@@ -17,7 +17,7 @@ import torch
 
 from .._validation import check_dense, check_sparse_matrix, describe
 from ..ops import sparse_mm
-from ..ops._pattern import pattern_of
+from ..pattern import pattern_of
 
 __all__ = ["Operator", "as_operator"]
 

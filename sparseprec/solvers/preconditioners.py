@@ -14,7 +14,7 @@ import numbers
 import torch
 
 from .._validation import check_dense, check_sparse_matrix, check_tensor
-from ..ops._pattern import pattern_of
+from ..pattern import pattern_of
 
 __all__ = ["Preconditioner", "Jacobi", "SSOR"]
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..pattern import shared_derived
 from ._assemble import Pattern, as_grid_shape, as_int, as_spacing, check_positive, hyper_parameters
 from .adjacency import as_scipy_adjacency
 from .laplacian import _laplacian_scipy, grid_adjacency
@@ -79,17 +79,19 @@ def matern_spde(
     kappa, tau = hyper_parameters(dtype, kappa=kappa, tau=tau)
     check_positive(kappa=kappa, tau=tau)
     d = len(grid_shape)
-    pattern, basis = _structure(grid_shape, alpha, spacing)
+    pattern, basis = shared_derived(
+        ("matern_spde", grid_shape, alpha, spacing), lambda: _structure(grid_shape, alpha, spacing)
+    )
     c = spacing**d
     coefficients = torch.stack([math.comb(alpha, j) * (kappa.square() * c) ** (alpha - j) for j in range(alpha + 1)])
     values = (tau.square() * c ** (1 - alpha)) * (coefficients @ basis.to(kappa))
     return pattern.merged_matrix(values)
 
 
-@functools.lru_cache(maxsize=8)
 def _structure(grid_shape: tuple[int, ...], alpha: int, spacing: float) -> tuple[Pattern, torch.Tensor]:
     """The pattern of ``G^alpha`` and the values of ``G^0 ... G^alpha`` on it, ``(alpha + 1, nnz)``; built once per
-    lattice, so that a training loop pays only for the polynomial in ``kappa``."""
+    lattice (kept by :func:`sparseprec.pattern.shared_derived`), so that a training loop pays only for the polynomial
+    in ``kappa``."""
     d = len(grid_shape)
     W = as_scipy_adjacency(grid_adjacency(grid_shape))
     n = W.shape[0]

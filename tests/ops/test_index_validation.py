@@ -14,7 +14,8 @@ import sparseprec
 from sparseprec import sparse_mm, sparse_triangular_solve
 from sparseprec.cholesky import cholesky
 from sparseprec.distributions import GMRF
-from sparseprec.ops import _pattern, sparse_generic_solve
+from sparseprec import pattern as _pattern
+from sparseprec.ops import sparse_generic_solve
 from sparseprec.solvers import CG
 
 D = torch.float64
@@ -116,9 +117,9 @@ def _ids(cases):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    _pattern.clear_pattern_cache()
+    _pattern.clear_caches()
     yield
-    _pattern.clear_pattern_cache()
+    _pattern.clear_caches()
 
 
 def _mm(A, B):
