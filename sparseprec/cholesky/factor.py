@@ -7,28 +7,12 @@ import scipy.sparse as sp
 import torch
 
 from .._validation import check_dense, describe
-from ..pattern import SparsePattern, cache_info, note_symbolic_analysis
+from ..pattern import SparsePattern, note_symbolic_analysis
 from ._structure import check_symmetric_input, lower_structure, lower_values
 from .backends import Numeric, get_backend
 from .takahashi import SupernodalStructure, takahashi
 
-__all__ = ["CholeskyFactor", "cholesky", "symbolic_analyses", "check_factor"]
-
-
-def symbolic_analyses() -> int:
-    """How many symbolic analyses (orderings) this process has run: a repeated pattern does not add one.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sparseprec.cholesky import cholesky, symbolic_analyses
-    >>> Q = torch.tensor([[2.0, -1.0], [-1.0, 2.0]], dtype=torch.float64).to_sparse_csr()
-    >>> before = symbolic_analyses()
-    >>> _ = cholesky(Q, backend="scipy"); _ = cholesky(Q * 3, backend="scipy")
-    >>> symbolic_analyses() - before
-    1
-    """
-    return cache_info().symbolic_analyses
+__all__ = ["CholeskyFactor", "cholesky", "check_factor"]
 
 
 class CholeskyFactor:
@@ -184,8 +168,8 @@ def cholesky(
 
     The symbolic analysis (fill-reducing ordering; for CHOLMOD also the elimination tree and column counts) depends
     only on ``Q``'s sparsity pattern and is cached with it: a loop that changes only the values of a fixed pattern
-    refactorises numerically (see :func:`symbolic_analyses`). Tensors on another device are factorised on the CPU in
-    float64; results return to ``Q``'s device and dtype.
+    refactorises numerically (``sparseprec.cache_info().symbolic_analyses`` counts analyses). Tensors on another
+    device are factorised on the CPU in float64; results return to ``Q``'s device and dtype.
 
     Parameters
     ----------

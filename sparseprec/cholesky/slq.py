@@ -19,9 +19,8 @@ from ..solvers import CG
 from ..solvers._operator import Operator
 from ..solvers.lanczos import lanczos
 from ._structure import check_symmetric_input, lower_structure, lower_values
-from .inverse import sparse_logdet
 
-__all__ = ["slq_logdet", "logdet"]
+__all__ = ["slq_logdet", "check_slq_options"]
 
 
 class _RitzNotPositiveError(NotPositiveDefiniteError, ValueError):
@@ -67,6 +66,35 @@ class _SLQLogdet(torch.autograd.Function):
             grad = symmetric_directions(pattern, "full", W * (g.detach() / Z.shape[1]), Z)
         # a stochastic estimate of Q⁻¹: not differentiated again
         return first_derivative_only(grad, values, "slq_logdet (w.r.t. Q's values)"), None, None, None, None
+
+
+def check_slq_options(num_probes: object, lanczos_steps: object, generator: object, cg_rtol: object) -> dict[str, int]:
+    """Validate SLQ's settings (``TypeError``/``ValueError`` naming the argument); returns the two counts as ints."""
+    counts = {}
+    for name, value in (("num_probes", num_probes), ("lanczos_steps", lanczos_steps)):
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an int, got a bool ({value!r})")
+        try:
+            counts[name] = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+        if counts[name] < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if isinstance(cg_rtol, (bool, np.bool_)) or not isinstance(cg_rtol, numbers.Real):
+        raise TypeError(f"cg_rtol must be a float, got {type(cg_rtol).__name__} {cg_rtol!r}")
+    if not math.isfinite(cg_rtol) or not cg_rtol > 0:
+        raise ValueError(f"cg_rtol must be positive and finite, got {cg_rtol!r}")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__} {generator!r}"
+            )
+        if generator.device.type != "cpu":
+            raise ValueError(
+                f"generator must be a CPU torch.Generator (the probes are drawn on the CPU), got one on "
+                f"{generator.device}"
+            )
+    return counts
 
 
 def slq_logdet(
@@ -123,54 +151,9 @@ def slq_logdet(
     True
     """
     Q = check_symmetric_input(Q, "full")
-    counts = {}
-    for name, value in (("num_probes", num_probes), ("lanczos_steps", lanczos_steps)):
-        if isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be an int, got a bool ({value!r})")
-        try:
-            counts[name] = operator.index(value)
-        except TypeError:
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
-        if counts[name] < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if isinstance(cg_rtol, (bool, np.bool_)) or not isinstance(cg_rtol, numbers.Real):
-        raise TypeError(f"cg_rtol must be a float, got {type(cg_rtol).__name__} {cg_rtol!r}")
-    if not math.isfinite(cg_rtol) or not cg_rtol > 0:
-        raise ValueError(f"cg_rtol must be positive and finite, got {cg_rtol!r}")
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__} {generator!r}"
-            )
-        if generator.device.type != "cpu":
-            raise ValueError(
-                f"generator must be a CPU torch.Generator (the probes are drawn on the CPU), got one on "
-                f"{generator.device}"
-            )
+    counts = check_slq_options(num_probes, lanczos_steps, generator, cg_rtol)
     pattern, structure = lower_structure(Q, "full")
     lower_values(Q, pattern, structure)  # refuses a non-symmetric or non-finite Q, as sparse_logdet does
     steps = min(counts["lanczos_steps"], Q.shape[0])
     Z = _probes(Q.shape[0], counts["num_probes"], Q, generator)
     return _SLQLogdet.apply(stored_values(Q, pattern), Q.detach(), Z, steps, float(cg_rtol))
-
-
-def logdet(Q: torch.Tensor, method: str = "cholesky", **options) -> torch.Tensor:
-    r""":math:`\log\det Q` of a sparse SPD ``Q``, differentiable w.r.t. its stored values.
-
-    ``method="cholesky"`` (exact; :func:`sparse_logdet`, options ``backend``, ``ordering``, ``triangle``) or
-    ``method="slq"`` (stochastic; :func:`slq_logdet`, options ``num_probes``, ``lanczos_steps``, ``generator``,
-    ``cg_rtol``).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sparseprec.cholesky import logdet
-    >>> Q = torch.tensor([[2.0, -1.0], [-1.0, 2.0]], dtype=torch.float64).to_sparse_csr()
-    >>> logdet(Q)
-    tensor(1.0986, dtype=torch.float64)
-    """
-    if method == "cholesky":
-        return sparse_logdet(Q, **options)
-    if method == "slq":
-        return slq_logdet(Q, **options)
-    raise ValueError(f"method must be 'cholesky' or 'slq', got {method!r}")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import sparseprec
-from sparseprec.cholesky import logdet, slq_logdet
+from sparseprec.cholesky import SLQLogDet, slq_logdet
 
 F64 = torch.float64
 
@@ -26,7 +26,7 @@ def test_non_symmetric_values_refused_like_sparse_logdet():
     with pytest.raises(ValueError, match=r"Q is not symmetric: Q\[0, 1\] = 1.5"):
         slq_logdet(Q)
     with pytest.raises(ValueError, match=r"Q is not symmetric"):
-        logdet(Q, method="slq")
+        SLQLogDet()(Q)
 
 
 def test_non_finite_values_refused():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+import sparseprec
 from sparseprec import NotPositiveDefiniteError
-from sparseprec.cholesky import available_backends, cholesky, symbolic_analyses
+from sparseprec.cholesky import available_backends, cholesky
 from tests.conftest import sparse_from_dense
 from tests.solvers.problems import grid_laplacian, spd_matrix
 
@@ -84,23 +85,23 @@ def test_backends_agree():
 def test_symbolic_analysis_is_cached_per_pattern(backend):
     Qd = problems()["grid"]
     Q = Qd.to_sparse_csr()
-    start = symbolic_analyses()
+    start = sparseprec.cache_info().symbolic_analyses
     first = cholesky(Q, backend=backend)
-    assert symbolic_analyses() == start + 1
+    assert sparseprec.cache_info().symbolic_analyses == start + 1
     # same pattern, new values (and a new tensor holding equal indices): numeric refactorisation only
     scaled = torch.sparse_csr_tensor(Q.crow_indices().clone(), Q.col_indices().clone(), Q.values() * 2.0, Q.shape)
     second = cholesky(scaled, backend=backend)
-    assert symbolic_analyses() == start + 1
+    assert sparseprec.cache_info().symbolic_analyses == start + 1
     log2 = torch.log(torch.tensor(2.0, dtype=torch.float64))
     torch.testing.assert_close(second.logdet(), first.logdet() + 144 * log2)
     assert torch.equal(first.perm, second.perm)
     # a new pattern, another ordering, or another triangle is a new analysis
     cholesky(problems()["banded"].to_sparse_csr(), backend=backend)
-    assert symbolic_analyses() == start + 2
+    assert sparseprec.cache_info().symbolic_analyses == start + 2
     cholesky(Q, backend=backend, ordering="natural")
-    assert symbolic_analyses() == start + 3
+    assert sparseprec.cache_info().symbolic_analyses == start + 3
     cholesky(sparse_from_dense(Qd, stored(Qd, "lower"), "csr"), backend=backend, triangle="lower")
-    assert symbolic_analyses() == start + 4
+    assert sparseprec.cache_info().symbolic_analyses == start + 4
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

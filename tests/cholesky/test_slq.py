@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparseprec.cholesky import logdet, slq_logdet, sparse_logdet
+from sparseprec.cholesky import ExactLogDet, SLQLogDet, slq_logdet, sparse_logdet
 from tests.solvers.problems import grid_laplacian
 
 
@@ -42,13 +42,15 @@ def test_slq_gradient_estimates_the_inverse():
     assert float(error) < 0.05  # Hutchinson: relative error ~ 1/sqrt(P) x O(1)
 
 
-def test_logdet_dispatch_and_errors():
+def test_logdet_estimators_and_errors():
     Q = grid_laplacian(5, shift=1.0)
-    torch.testing.assert_close(logdet(Q), sparse_logdet(Q))
-    estimate = logdet(Q, method="slq", num_probes=512, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ExactLogDet()(Q), torch.logdet(Q.to_dense()))
+    estimate = SLQLogDet(num_probes=512, generator=torch.Generator().manual_seed(0))(Q)
     torch.testing.assert_close(estimate, sparse_logdet(Q), rtol=2e-2, atol=0)
-    with pytest.raises(ValueError, match="method must be 'cholesky' or 'slq'"):
-        logdet(Q, method="dense")
+    with pytest.raises(ValueError, match="num_probes must be a positive int"):
+        SLQLogDet(num_probes=0)
+    with pytest.raises(TypeError, match="cholesky must be a SparseCholesky"):
+        ExactLogDet(cholesky="scipy")
     with pytest.raises(ValueError, match="num_probes must be a positive int"):
         slq_logdet(Q, num_probes=0)
     with pytest.raises(ValueError, match="not positive definite"):
