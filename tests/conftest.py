@@ -13,6 +13,18 @@ torch.sparse.check_sparse_tensor_invariants.enable()
 LAYOUTS = ["coo", "csr", "csr32", "coo_uncoalesced"]
 
 
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each device a test should hold on: the CPU always, CUDA where a GPU is present (skipped otherwise)."""
+    return torch.device(request.param)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_pattern_cache():
     sparseprec.clear_caches()

@@ -12,6 +12,8 @@ import pytest
 
 from sparseprec.cholesky import available_backends
 
+pytestmark = pytest.mark.examples
+
 ROOT = Path(__file__).resolve().parents[1]
 _CHOLMOD = "cholmod" in available_backends()
 EXAMPLES = ROOT / "examples"

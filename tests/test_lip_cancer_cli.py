@@ -13,6 +13,8 @@ import pytest
 
 from sparseprec.examples import lip_cancer
 
+pytestmark = pytest.mark.examples
+
 
 @pytest.fixture
 def no_work(monkeypatch):

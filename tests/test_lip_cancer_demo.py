@@ -10,6 +10,8 @@ import pytest
 
 from sparseprec.examples import lip_cancer
 
+pytestmark = pytest.mark.examples
+
 
 def test_the_demo_command_runs_end_to_end(tmp_path):
     png = tmp_path / "map.png"

@@ -1,36 +1,16 @@
-"""SparseMultivariateNormal against torch's dense MultivariateNormal: densities, moments, matrices, shapes."""
+"""SparseMultivariateNormal specifics beyond the generic checks of test_registry.py: batched factors, sparse matrices,
+warnings, dtypes, parameterisation names."""
 
 from __future__ import annotations
-
-import pickle
 
 import pytest
 import torch
 
-from sparseprec.distributions import SparseMultivariateNormal
-from tests.conftest import LAYOUTS
 from tests.distributions.smvn_cases import FORM_IDS, FORMS, dense_reference, make_case
 
 
 def _dense(A: torch.Tensor) -> torch.Tensor:
     return A if A.layout == torch.strided else A.to_dense()
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize(("form", "ldl"), FORMS, ids=FORM_IDS)
-def test_density_and_moments_match_dense(form, ldl, layout):
-    case = make_case(form, ldl, layout, loc_batch=(3,))
-    dist, ref = case.dist(), case.reference()
-    x = torch.randn(4, 3, 7, dtype=torch.float64)
-    torch.testing.assert_close(dist.log_prob(x), ref.log_prob(x))
-    torch.testing.assert_close(dist.entropy(), ref.entropy())
-    torch.testing.assert_close(dist.variance, ref.variance)
-    torch.testing.assert_close(dist.stddev, ref.stddev)
-    torch.testing.assert_close(dist.mean, ref.mean)
-    torch.testing.assert_close(dist.mode, ref.mode)
-    torch.testing.assert_close(dist.covariance_matrix, ref.covariance_matrix)
-    torch.testing.assert_close(_dense(dist.precision_matrix).expand(3, 7, 7), ref.precision_matrix)
-    assert dist.batch_shape == (3,) and dist.event_shape == (7,)
 
 
 @pytest.mark.parametrize("layout", ["coo", "csr"])
@@ -93,48 +73,12 @@ def test_float32_and_float64(dtype):
     torch.testing.assert_close(dist.log_prob(x).double(), ref.log_prob(x.double()), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("form", "ldl"), FORMS, ids=FORM_IDS)
-def test_shapes_under_sample_shape_and_expand(form, ldl):
-    case = make_case(form, ldl, "csr")
-    dist = case.dist()
-    assert dist.batch_shape == () and dist.sample().shape == (7,)
-    assert dist.rsample((2, 3)).shape == (2, 3, 7)
-    big = dist.expand((4, 5))
-    assert big.batch_shape == (4, 5)
-    assert big.factor is dist.factor  # the factor is shared, not copied
-    x = big.sample((2,))
-    assert x.shape == (2, 4, 5, 7)
-    assert big.log_prob(x).shape == (2, 4, 5)
-    torch.testing.assert_close(big.log_prob(x), dist.log_prob(x))
-    assert big.entropy().shape == (4, 5) and big.variance.shape == (4, 5, 7)
-    assert big.mean.shape == (4, 5, 7)
-    # a value that broadcasts against the batch shape
-    assert big.log_prob(x[0, 0, 0]).shape == (4, 5)
-
-
 def test_expand_keeps_a_batched_factor_last():
     case = make_case("scale", False, "csr", batch=2)
     dist = case.dist()
     assert dist.expand((3, 2)).log_prob(torch.zeros(7, dtype=torch.float64)).shape == (3, 2)
     with pytest.raises(ValueError, match="batch size 2 must match the last batch dimension"):
         dist.expand((2, 3))
-
-
-def test_sample_is_reparameterised_and_sample_is_detached():
-    case = make_case("precision", True, "csr")
-    loc = case.loc.clone().requires_grad_()
-    dist = SparseMultivariateNormal(loc, **case.kwargs)
-    assert dist.has_rsample
-    assert dist.rsample().requires_grad
-    assert not dist.sample().requires_grad
-
-
-def test_pickle_round_trip():
-    case = make_case("precision", True, "coo")
-    dist = case.dist()
-    again = pickle.loads(pickle.dumps(dist))
-    x = torch.randn(3, 7, dtype=torch.float64)
-    torch.testing.assert_close(again.log_prob(x), dist.log_prob(x))
 
 
 def test_parameterization_names_and_constraints():

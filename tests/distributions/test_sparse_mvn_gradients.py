@@ -89,16 +89,6 @@ def test_gradient_reaches_a_sparse_leaf_factor_on_its_pattern():
     assert torch.equal(L.grad.crow_indices(), L.crow_indices())
 
 
-def test_log_prob_is_differentiable_in_value():
-    # what NUTS needs
-    case = make_case("scale", True, "coo")
-    x = torch.randn(7, dtype=torch.float64, requires_grad=True)
-    case.dist().log_prob(x).backward()
-    ref_x = x.detach().clone().requires_grad_()
-    case.reference().log_prob(ref_x).backward()
-    torch.testing.assert_close(x.grad, ref_x.grad)
-
-
 def test_precision_form_variance_says_it_has_no_gradient():
     case = make_case("precision", True, "csr")
     values = stored_values(case.L).clone().requires_grad_()

@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 
 import pyro
+import pytest
+
+pytestmark = pytest.mark.docs
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "pyro.md"
 
