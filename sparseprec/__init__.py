@@ -8,8 +8,9 @@ The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, .
 from . import cholesky, datasets, distributions, ops, pattern, solvers, structures
 from .distributions import GMRF, ICAR, IntrinsicGMRF, SparseMultivariateNormal
 from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError, NotTwiceDifferentiableError
-from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_generic_solve, sparse_mm, sparse_triangular_solve
+from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_mm, sparse_triangular_solve
 from .pattern import cache_info, clear_caches
+from .solvers import sparse_generic_solve
 
 __all__ = [
     "pattern",

@@ -3,8 +3,14 @@
 The values are the operator's only tensor argument (``(*batch, nnz)``, differentiable); the pattern is a
 :class:`SymmetricPattern`, a plain Python object (non-tensor state), so linear_operator's batching machinery
 (``expand``, ``unsqueeze``, batch indexing, ``to``/``double``, pickling) handles the values and carries the pattern
-along unchanged. Both triangles are stored: gradients w.r.t. the values are those of independent entries, so tied
-values ``Q_ij = Q_ji = θ`` (a symmetric parameterisation) receive the sum of the two.
+along unchanged.
+
+Both triangles are stored and the operators are symmetric matrices, so every gradient w.r.t. the values — of a
+product, a solve, an inverse quadratic form, a log-determinant, ``to_dense`` — follows the library's one convention for
+a symmetric matrix with both triangles stored (``symmetric="full"`` of the solve rule :mod:`sparseprec.ops._solve_rule`;
+stated in docs/concepts.md, "Gradients w.r.t. a symmetric sparse matrix"). Two operators built on the same ``Q`` that
+compute the same quantity (``SparsePrecisionLinearOperator(Q).solve(b)`` and ``PrecisionInverseLinearOperator(Q) @ b``)
+return the same gradient, entry by entry.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from ..cholesky import CholeskyFactor, cholesky, sparse_logdet
 from ..cholesky._structure import check_symmetric_input, lower_structure, lower_values
 from ..cholesky.solve import FactorSolver
 from ..ops import sparse_csr_tensor
+from ..ops._products import kernel_mm
 from ..ops._solve_rule import linear_solve
 from ..pattern import pattern_of, rows_from_crow
 from ._roots import CholeskyRoot
@@ -119,13 +126,16 @@ def from_sparse(Q: torch.Tensor, name: str = "Q") -> tuple[torch.Tensor, Symmetr
     return values, SymmetricPattern(p.crow, p.col, Q.shape[-1])
 
 
-def inverse_matmul(Q: torch.Tensor, B: torch.Tensor, factor: CholeskyFactor, transposed: bool) -> torch.Tensor:
-    """``X = Q⁻¹ B`` (``B`` ``(n, k)``) by ``factor``, with the gradient of independent stored entries:
-    ``−(Λ Xᵀ)_ij`` (``−(X Λᵀ)_ij`` transposed), ``Λ = Q⁻¹ G``, read at the stored ``(i, j)`` — the derivative a dense
-    ``torch.linalg.solve`` gives. The library's one solve rule (:mod:`sparseprec.ops._solve_rule`), so it is
-    differentiable any number of times."""
-    pattern = pattern_of(Q)
-    return linear_solve(Q, B, FactorSolver(factor), pattern, transposed)
+def inverse_matmul(Q: torch.Tensor, B: torch.Tensor, factor: CholeskyFactor) -> torch.Tensor:
+    """``X = Q⁻¹ B`` (``B`` ``(n, k)``) by ``factor``, through the library's one solve rule with the symmetric
+    convention (see the module), so it is differentiable any number of times."""
+    return linear_solve(Q, B, FactorSolver(factor), pattern_of(Q), symmetric="full")
+
+
+def symmetric_matmul(Q: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """``Q B`` (``B`` ``(n, k)``): one sparse product, its gradient w.r.t. ``Q``'s values by the symmetric convention
+    (see the module); differentiable any number of times."""
+    return kernel_mm(Q, B, pattern_of(Q), transpose=False, symmetric="full")
 
 
 class SparseSymmetricOperator(LinearOperator):
@@ -140,8 +150,8 @@ class SparseSymmetricOperator(LinearOperator):
         if not isinstance(transposed, bool):
             raise TypeError(f"transposed must be a bool, got {type(transposed).__name__} {transposed!r}")
         super().__init__(values, pattern=pattern, transposed=transposed)
-        # ``transposed`` changes no value (the matrix is symmetric), only which entry a gradient is read at: each
-        # stored value is an independent parameter, so d(Qᵀx)/dQ_ij is the transpose of d(Qx)/dQ_ij
+        # ``transposed`` is kept for linear_operator's bookkeeping only: the matrix is symmetric and so are the
+        # gradients (see the module), so Qᵀ and Q are the same operator
         self.values, self.pattern, self.transposed = values, pattern, bool(transposed)
         self._factors: dict[int, CholeskyFactor] = {}
 
@@ -200,9 +210,6 @@ class SparseSymmetricOperator(LinearOperator):
     def _solve_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _inv_quad_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self._solve_block(b, Q, x)
-
     def _apply(self, rhs: torch.Tensor, fn) -> torch.Tensor:
         vector = rhs.dim() == 1
         out = self._per_batch(rhs.unsqueeze(-1) if vector else rhs, fn)
@@ -241,7 +248,7 @@ class SparseSymmetricOperator(LinearOperator):
         inv_quad = empty
         if inv_quad_rhs is not None:
             rhs = inv_quad_rhs.unsqueeze(-1) if inv_quad_rhs.dim() == 1 else inv_quad_rhs
-            inv_quad = (rhs * self._per_batch(rhs, self._inv_quad_block)).sum(-2)
+            inv_quad = (rhs * self._per_batch(rhs, self._solve_block)).sum(-2)
             if reduce_inv_quad:
                 inv_quad = inv_quad.sum(-1)
         return inv_quad, (self._logdets() if logdet else empty)

@@ -3,14 +3,17 @@ r"""``PrecisionInverseLinearOperator``: the covariance :math:`\Sigma = Q^{-1}` o
 
 With one sparse Cholesky factorisation :math:`P Q P^\top = L L^\top` per operator and batch element:
 
-- ``Σ x = Q⁻¹ x`` (two triangular solves; gradient to the values as for
-  :func:`sparseprec.cholesky.sparse_cholesky_solve`);
+- ``Σ x = Q⁻¹ x`` (two triangular solves);
 - ``solve(B) = Q B`` (one sparse product), ``inv_quad(B) = Σ_k b_kᵀ Q b_k`` — no solve at all;
-- ``logdet() = −log det Q`` (gradient :math:`-(Q^{-1})_{ij}` at the stored entries, by the selected inverse);
+- ``logdet() = −log det Q`` (its gradient :math:`-(Q^{-1})_{ij}` at the stored entries by the selected inverse);
 - ``diagonal() = diag(Q⁻¹)`` by the selected inverse (exact marginal variances; no gradient);
 - ``root_decomposition()``: :math:`R = P^\top L^{-\top}`, ``root_inv_decomposition()``: :math:`A = P^\top L`,
   ``zero_mean_mvn_samples``: :math:`R \varepsilon` — so ``gpytorch.distributions.MultivariateNormal(mean, op)`` has an
   exact ``log_prob`` (one sparse product and one log-determinant) and exact ``rsample``, and works in ``pyro.sample``.
+
+Gradients w.r.t. the stored values follow the library's convention for a symmetric matrix with both triangles stored
+(docs/concepts.md, "Gradients w.r.t. a symmetric sparse matrix"): ``Σ @ b`` here and
+``SparsePrecisionLinearOperator(Q).solve(b)`` give the same gradient, entry by entry.
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..cholesky import diag_inverse
-from ..ops import sparse_mm
-from ._sparse_symmetric import SparseSymmetricOperator, from_sparse, inverse_matmul
+from ._sparse_symmetric import SparseSymmetricOperator, from_sparse, inverse_matmul, symmetric_matmul
 
 __all__ = ["PrecisionInverseLinearOperator"]
 
@@ -27,7 +29,8 @@ __all__ = ["PrecisionInverseLinearOperator"]
 class PrecisionInverseLinearOperator(SparseSymmetricOperator):
     """The inverse of a sparse SPD precision as a LinearOperator (see the module for the maths).
 
-    Build it from a sparse precision with :meth:`from_precision`.
+    Build it from a sparse precision with :meth:`from_precision`. Gradients w.r.t. the values follow the convention
+    for a symmetric matrix with both triangles stored (:ref:`symmetric-gradients`), in every method.
 
     Parameters
     ----------
@@ -59,15 +62,10 @@ class PrecisionInverseLinearOperator(SparseSymmetricOperator):
     _represents_inverse = True
 
     def _product_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return inverse_matmul(Q, x, self._factor(b), self.transposed)
+        return inverse_matmul(Q, x, self._factor(b))
 
     def _solve_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        # Σ⁻¹ B = Q B with the symmetric gradient ½(g_i b_j + g_j b_i) of a symmetric solve (as dense references
-        # symmetrise the gradient of a solve)
-        return 0.5 * (sparse_mm(Q, x) + sparse_mm(Q, x, transpose=True))
-
-    def _inv_quad_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return sparse_mm(Q, x)  # bᵀ Q b: its gradient b_i b_j is symmetric already
+        return symmetric_matmul(Q, x)  # Σ⁻¹ B = Q B
 
     def _diagonal(self) -> torch.Tensor:
         variances = [diag_inverse(self._factor(b)) for b in range(self._flat_values().shape[0])]

@@ -3,11 +3,9 @@ r"""``SparsePrecisionLinearOperator``: a sparse symmetric positive definite matr
 Everything is exact and sparse: ``Q x`` is one sparse product; ``solve``, ``inv_quad_logdet``, ``logdet`` use one
 sparse Cholesky factorisation of ``Q`` (:func:`sparseprec.cholesky.cholesky`, symbolic analysis cached per pattern)
 per operator and batch element — never CG or Lanczos. Gradients w.r.t. the stored values (the operator's only
-tensor argument, ``(*batch, nnz)``):
-
-- ``Q x``: :math:`\partial/\partial Q_{ij} = g_i x_j` at the stored entries;
-- ``Q⁻¹ B``: :math:`-\tfrac12(\Lambda_i X_j^\top + \Lambda_j X_i^\top)` with :math:`\Lambda = Q^{-1} G`;
-- ``log det Q``: :math:`(Q^{-1})_{ij}` at the stored entries, from the selected inverse (no ``n × n`` object).
+tensor argument, ``(*batch, nnz)``) follow the library's convention for a symmetric matrix with both triangles stored
+(docs/concepts.md, "Gradients w.r.t. a symmetric sparse matrix"): for ``Q x`` and ``Q⁻¹ B`` one sampled product (or
+two) at the stored entries, for ``log det Q`` the selected inverse (no ``n × n`` object).
 
 ``root_decomposition()`` is :math:`A = P^\top L` (:math:`Q = A A^\top`, sparse), ``root_inv_decomposition()`` is
 :math:`R = P^\top L^{-\top}` (:math:`Q^{-1} = R R^\top`), ``zero_mean_mvn_samples`` draws :math:`N(0, Q)` as
@@ -20,8 +18,7 @@ import torch
 from linear_operator.operators import LinearOperator
 
 from ..cholesky import sparse_cholesky_solve
-from ..ops import sparse_mm
-from ._sparse_symmetric import SparseSymmetricOperator, from_sparse
+from ._sparse_symmetric import SparseSymmetricOperator, from_sparse, symmetric_matmul
 
 __all__ = ["SparsePrecisionLinearOperator"]
 
@@ -29,7 +26,8 @@ __all__ = ["SparsePrecisionLinearOperator"]
 class SparsePrecisionLinearOperator(SparseSymmetricOperator):
     """A sparse SPD matrix as a LinearOperator (see the module for the maths).
 
-    Build it from a sparse tensor with :meth:`from_sparse`.
+    Build it from a sparse tensor with :meth:`from_sparse`. Gradients w.r.t. the values follow the convention for a
+    symmetric matrix with both triangles stored (:ref:`symmetric-gradients`), in every method.
 
     Parameters
     ----------
@@ -57,7 +55,7 @@ class SparsePrecisionLinearOperator(SparseSymmetricOperator):
         return cls(values, pattern)
 
     def _product_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return sparse_mm(Q, x, transpose=self.transposed)
+        return symmetric_matmul(Q, x)
 
     def _solve_block(self, b: int, Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return sparse_cholesky_solve(Q, x, factor=self._factor(b))
@@ -66,7 +64,8 @@ class SparsePrecisionLinearOperator(SparseSymmetricOperator):
         return self.values[..., self.pattern.diagonal_positions.to(self.values.device)]
 
     def to_dense(self) -> torch.Tensor:
-        return self.pattern.dense(self.values)
+        dense = self.pattern.dense(self.values)
+        return 0.5 * (dense + dense.mT)  # the same matrix (symmetric values), with the symmetric gradient
 
     def add_diagonal(self, diag: torch.Tensor) -> LinearOperator:
         diag = torch.as_tensor(diag, dtype=self.dtype, device=self.device)

@@ -1,5 +1,7 @@
 """Layer 1: autograd primitives on torch sparse tensors (COO, CSR).
 
+``sparse_generic_solve`` (a solve by any solver, default MINRES) lives one layer up, in :mod:`sparseprec.solvers`.
+
 Every op's gradient w.r.t. its sparse operand is a sparse tensor with the operand's layout and stored pattern: only
 stored entries get a gradient. Pattern-derived index data is cached per sparsity pattern (see
 :mod:`sparseprec.pattern`, :func:`sparseprec.cache_info` and :func:`sparseprec.clear_caches`).
@@ -10,7 +12,6 @@ import warnings as _warnings
 import torch as _torch
 
 from .construction import sparse_coo_tensor, sparse_csr_tensor
-from .generic import sparse_generic_solve
 from .matmul import sparse_mm
 from .triangular import sparse_triangular_solve
 
@@ -23,7 +24,6 @@ with _warnings.catch_warnings():
 __all__ = [
     "sparse_mm",
     "sparse_triangular_solve",
-    "sparse_generic_solve",
     "sparse_csr_tensor",
     "sparse_coo_tensor",
 ]

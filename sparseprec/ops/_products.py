@@ -10,6 +10,10 @@ Backward of the product, with :math:`G = \\partial L/\\partial C`: :math:`\\part
 matrix holding :math:`g`: :math:`\\partial L/\\partial U = S V`, :math:`\\partial L/\\partial V = S^\\top U` (products).
 Each backward calls the other's autograd function, so both are differentiable any number of times, at O(nnz p) per
 derivative and without a dense ``n x n`` intermediate.
+
+``symmetric_directions`` reads a gradient :math:`U V^\\top` at the stored entries under the library's convention for a
+symmetric operand (docs/concepts.md, "Gradients w.r.t. a symmetric sparse matrix"); the product takes the same
+``symmetric`` argument as the solve rule (:mod:`sparseprec.ops._solve_rule`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ import torch
 from ..pattern import SparsePattern
 from ._values import as_operand, operand_gradient, operand_values
 
-__all__ = ["kernel_mm", "sampled_product"]
+__all__ = ["kernel_mm", "sampled_product", "symmetric_directions", "check_symmetric", "SYMMETRIC_STORAGES"]
+
+#: The values of ``symmetric`` that declare an operand symmetric: both triangles stored, or one triangle standing for
+#: both (``None`` declares nothing: every stored value is an independent entry)
+SYMMETRIC_STORAGES = ("full", "lower", "upper")
 
 
 def _sampled(pattern: SparsePattern, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
@@ -42,9 +50,11 @@ def _mm(values: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, transpose
 
 class _KernelMM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, operand: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, transpose: bool) -> torch.Tensor:
+    def forward(
+        ctx, operand: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, transpose: bool, symmetric: str | None
+    ) -> torch.Tensor:
         ctx.save_for_backward(operand, B)
-        ctx.pattern, ctx.transpose = pattern, transpose
+        ctx.pattern, ctx.transpose, ctx.symmetric = pattern, transpose, symmetric
         return _mm(operand_values(operand, pattern), B, pattern, transpose)
 
     @staticmethod
@@ -55,10 +65,11 @@ class _KernelMM(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # C = K B: dK_ij = sum_k G_ik B_jk; C = Kᵀ B: dK_ij = sum_k B_ik G_jk; at stored (i, j) only
             U, V = (B, G) if ctx.transpose else (G, B)
-            grad_operand = operand_gradient(sampled_product(ctx.pattern, U, V), operand, ctx.pattern)
+            grad = symmetric_directions(ctx.pattern, ctx.symmetric, U, V)
+            grad_operand = operand_gradient(grad, operand, ctx.pattern)
         if ctx.needs_input_grad[1]:
-            grad_B = kernel_mm(operand, G, ctx.pattern, transpose=not ctx.transpose)
-        return grad_operand, grad_B, None, None
+            grad_B = kernel_mm(operand, G, ctx.pattern, transpose=not ctx.transpose, symmetric=ctx.symmetric)
+        return grad_operand, grad_B, None, None, None
 
 
 class _SampledProduct(torch.autograd.Function):
@@ -80,13 +91,21 @@ def _recorded(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def kernel_mm(operand: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, *, transpose: bool) -> torch.Tensor:
+def kernel_mm(
+    operand: torch.Tensor,
+    B: torch.Tensor,
+    pattern: SparsePattern,
+    *,
+    transpose: bool,
+    symmetric: str | None = None,
+) -> torch.Tensor:
     """:math:`K B` (``transpose=False``, ``B`` of shape ``(M, p)``) or :math:`K^\\top B` (``(N, p)``) for the kernel
     matrix ``K`` of ``operand``: the sparse matrix itself (of ``pattern``), or its kernel-ordered values (dense
-    ``(nnz,)``); differentiable w.r.t. ``operand`` and ``B``, any number of times."""
+    ``(nnz,)``); differentiable w.r.t. ``operand`` and ``B``, any number of times. ``symmetric`` declares ``K``
+    symmetric (see :func:`symmetric_directions`); it changes only the gradient w.r.t. ``operand``."""
     if not _recorded(operand, B):
         return _mm(operand_values(operand, pattern), B, pattern, transpose)
-    return _KernelMM.apply(as_operand(operand, pattern), B, pattern, transpose)
+    return _KernelMM.apply(as_operand(operand, pattern), B, pattern, transpose, check_symmetric(symmetric))
 
 
 def sampled_product(pattern: SparsePattern, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
@@ -95,3 +114,32 @@ def sampled_product(pattern: SparsePattern, U: torch.Tensor, V: torch.Tensor) ->
     if not _recorded(U, V):
         return _sampled(pattern, U, V)
     return _SampledProduct.apply(U, V, pattern)
+
+
+def check_symmetric(symmetric: object) -> str | None:
+    """``symmetric`` itself if it is ``None`` or one of :data:`SYMMETRIC_STORAGES`, else ``ValueError``."""
+    if symmetric is not None and symmetric not in SYMMETRIC_STORAGES:
+        raise ValueError(f"symmetric must be None or one of {SYMMETRIC_STORAGES}, got {symmetric!r}")
+    return symmetric
+
+
+def symmetric_directions(
+    pattern: SparsePattern, symmetric: str | None, U: torch.Tensor, V: torch.Tensor
+) -> torch.Tensor:
+    """The gradient at the stored values, kernel order ``(nnz,)``, when :math:`\\partial L/\\partial A = U V^\\top`
+    (``U`` ``(N, p)``, ``V`` ``(M, p)``), under the convention ``symmetric`` declares; differentiable w.r.t. ``U`` and
+    ``V``.
+
+    With :math:`g = U V^\\top` and :math:`s_{ij} = g_{ij} + g_{ji}` (the derivative along :math:`E_{ij} + E_{ji}`):
+    ``None`` gives :math:`g_{ij}` (independent entries); ``"full"`` (both triangles stored) :math:`s_{ij}/2`;
+    ``"lower"``/``"upper"`` (one stored value stands for :math:`A_{ij}` and :math:`A_{ji}`) :math:`s_{ij}` off the
+    diagonal and :math:`g_{ii}` on it. The convention is stated once, in docs/concepts.md ("Gradients w.r.t. a
+    symmetric sparse matrix").
+    """
+    g = sampled_product(pattern, U, V)
+    if symmetric is None:
+        return g
+    s = g + sampled_product(pattern, V, U)
+    if symmetric == "full":
+        return s * 0.5
+    return torch.where(pattern.on_diagonal(), s * 0.5, s)

@@ -17,13 +17,11 @@ backward is itself differentiable, and second derivatives (Hessians, Hessian-vec
 A *solver* supplies only ``solve(B, transpose) -> X`` for the ``(n, p)`` block ``B``, without autograd (a
 triangular kernel, a Cholesky factor, a Krylov method or any user function).
 
-Symmetric operands: when the matrix a solver inverts is symmetric and its stored values stand for both
-:math:`A_{ij}` and :math:`A_{ji}`, the derivative along the symmetric direction :math:`E_{ij} + E_{ji}` is
-:math:`s_{ij} = g_{ij} + g_{ji}` with :math:`g = -\\Lambda X^\\top`. ``symmetric="full"`` (both triangles stored)
-gives every stored entry :math:`s_{ij}/2`, so that tied parameters :math:`A_{ij} = A_{ji} = \\theta` receive
-:math:`s_{ij}`, as ``torch.linalg.cholesky`` does; ``"lower"``/``"upper"`` (one triangle stored, each off-diagonal
-value standing for both) give :math:`s_{ij}` off the diagonal and :math:`g_{ii}` on it. ``symmetric=None`` treats every
-stored value as an independent entry.
+Symmetric operands: ``symmetric="full"`` (both triangles stored) or ``"lower"``/``"upper"`` (one triangle standing for
+both) declares that the matrix a solver inverts is symmetric, and the gradient at the stored values then follows the
+library's one convention for symmetric operands (:func:`~sparseprec.ops._products.symmetric_directions`, stated in
+docs/concepts.md, "Gradients w.r.t. a symmetric sparse matrix"). ``symmetric=None`` treats every stored value as an
+independent entry.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ from typing import Protocol
 import torch
 
 from ..pattern import SparsePattern
-from ._products import sampled_product
+from ._products import check_symmetric, symmetric_directions
 from ._values import as_operand, operand_gradient
 
 __all__ = ["LinearSolver", "linear_solve", "symmetric_directions"]
@@ -51,18 +49,6 @@ def _solve(solver: LinearSolver, B: torch.Tensor, transpose: bool) -> torch.Tens
     if B.numel() == 0:
         return B.new_zeros(B.shape)
     return solver.solve(B, transpose)
-
-
-def symmetric_directions(pattern: SparsePattern, symmetric: str | None, U: torch.Tensor, V: torch.Tensor):
-    """Gradient at the stored values when :math:`\\partial L/\\partial A = U V^\\top`, under the convention
-    ``symmetric`` (see the module docstring); differentiable w.r.t. ``U`` and ``V``."""
-    g = sampled_product(pattern, U, V)
-    if symmetric is None:
-        return g
-    s = g + sampled_product(pattern, V, U)
-    if symmetric == "full":
-        return s * 0.5
-    return torch.where(pattern.on_diagonal(), s * 0.5, s)
 
 
 class _LinearSolve(torch.autograd.Function):
@@ -109,8 +95,9 @@ def linear_solve(
 
     ``operand`` is the sparse ``A`` itself (of ``pattern``; its gradient is sparse with its layout and indices) or
     its kernel-ordered stored values (dense ``(nnz,)``). It only carries the autograd dependence: the solver already
-    holds ``A``. The result has ``B``'s shape.
+    holds ``A``. The result has ``B``'s shape. ``symmetric`` (``None``, ``"full"``, ``"lower"``, ``"upper"``) declares
+    a symmetric operand and its storage (see the module docstring).
     """
     if not (torch.is_grad_enabled() and (operand.requires_grad or B.requires_grad)):
         return _solve(solver, B, transpose)
-    return _LinearSolve.apply(as_operand(operand, pattern), B, solver, pattern, transpose, symmetric)
+    return _LinearSolve.apply(as_operand(operand, pattern), B, solver, pattern, transpose, check_symmetric(symmetric))

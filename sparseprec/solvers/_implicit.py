@@ -14,6 +14,11 @@ autograd can run for any kind of ``A``: with the solution ``X*`` computed withou
 The value is ``X*``. Backward, ``∂L/∂r = Λ``; the residual's graph then hands ``Λ`` to ``B`` and ``−Λ X*ᵀ`` to ``A``
 (through the callable's own autograd graph). ``X*`` is a constant there, so this construction is differentiable once:
 its derivative raises :class:`sparseprec.NotTwiceDifferentiableError` when differentiated again.
+
+Symmetric operands: a solver call declares nothing, so a sparse ``A``'s stored values are independent entries even for
+CG and MINRES, which check that ``A`` is symmetric but do not know whether its values are tied. A caller that knows
+(``sparse_generic_solve(A, B, solve=CG(), symmetric="full")``) passes ``symmetric`` and gets the library's symmetric
+convention (docs/concepts.md, "Gradients w.r.t. a symmetric sparse matrix"), from the same rule.
 """
 
 from __future__ import annotations
@@ -79,17 +84,19 @@ def attach_solve_gradient(
     B: torch.Tensor,
     make_adjoint_solve: Callable[[], Callable[[torch.Tensor], torch.Tensor]],
     forward_solve: Callable[[torch.Tensor], torch.Tensor],
+    symmetric: str | None = None,
 ) -> torch.Tensor:
     """``X`` (the solution, computed without autograd) on the autograd graph of ``A`` and ``B``.
 
     ``X`` and ``B`` have the right-hand side's shape. ``forward_solve(R)`` is ``A⁻¹ R`` and ``make_adjoint_solve()``
-    returns the map ``G -> A⁻ᵀ G`` (asked for here, so that it raises at once if it cannot be had).
+    returns the map ``G -> A⁻ᵀ G`` (asked for here, so that it raises at once if it cannot be had). ``symmetric``
+    declares a sparse ``A`` symmetric and its storage, as for :func:`~sparseprec.ops._solve_rule.linear_solve`.
     """
     if op.kind == "sparse":
         n, k = op.n, (B.shape[1] if B.dim() == 2 else 1)  # explicit: reshape(0, -1) is ambiguous
         B2 = B.reshape(n, k)
         solver = _Krylov(B2, X.reshape(n, k), forward_solve, make_adjoint_solve(), op.vector)
-        return linear_solve(op.A, B2, solver, op.pattern).reshape(X.shape)
+        return linear_solve(op.A, B2, solver, op.pattern, symmetric=symmetric).reshape(X.shape)
     residual = B - op.apply(X)
     if not residual.requires_grad:  # e.g. a callable that captures nothing learnable
         return X

@@ -129,3 +129,28 @@ def test_solver_results_are_checked():
         sparse_generic_solve(torch.stack([A, A]).to_sparse(), torch.ones(2, 10, 1, dtype=torch.float64))
     with pytest.raises(TypeError, match="A must be a sparse COO or CSR tensor"):
         sparse_generic_solve(A, B)
+
+
+def test_symmetric_declaration_is_checked_against_the_pattern():
+    """``symmetric=`` (the gradient convention of a symmetric operand, tested in tests/test_solve_convention.py) names
+    a storage the pattern must have."""
+    Q = torch.tensor([[4.0, 1.0, 0.0], [1.0, 3.0, -1.0], [0.0, -1.0, 2.0]], dtype=torch.float64)
+    B = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="symmetric must be None or one of \\('full', 'lower', 'upper'\\), got 'yes'"):
+        sparse_generic_solve(Q.to_sparse_csr(), B, symmetric="yes")
+    with pytest.raises(ValueError, match='declared symmetric="full" .* pattern is not symmetric'):
+        sparse_generic_solve(Q.tril().to_sparse_csr(), B, symmetric="full")
+    with pytest.raises(ValueError, match='declared symmetric="lower" .* above the diagonal, at \\(0, 1\\)'):
+        sparse_generic_solve(Q.to_sparse_csr(), B, symmetric="lower")
+    with pytest.raises(ValueError, match='declared symmetric="upper" .* below the diagonal, at \\(1, 0\\)'):
+        sparse_generic_solve(Q.to_sparse_coo(), B, symmetric="upper")
+    # declared symmetric, the gradient's solve is `solve` on A itself (no transpose is built or asked for)
+    seen = []
+
+    def solve(A, rhs):
+        seen.append(A)
+        return torch.linalg.solve(A.to_dense(), rhs)
+
+    A = Q.to_sparse_csr().requires_grad_()
+    sparse_generic_solve(A, B, solve, symmetric="full").sum().backward()
+    assert len(seen) == 2 and seen[1] is seen[0]

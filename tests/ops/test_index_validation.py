@@ -11,12 +11,11 @@ import pytest
 import torch
 
 import sparseprec
+from sparseprec import pattern as _pattern
 from sparseprec import sparse_mm, sparse_triangular_solve
 from sparseprec.cholesky import cholesky
 from sparseprec.distributions import GMRF
-from sparseprec import pattern as _pattern
-from sparseprec.ops import sparse_generic_solve
-from sparseprec.solvers import CG
+from sparseprec.solvers import CG, sparse_generic_solve
 
 D = torch.float64
 

@@ -14,14 +14,8 @@ from torch.autograd import gradcheck, gradgradcheck
 
 import sparseprec
 from sparseprec.cholesky import slq_logdet, sparse_cholesky_solve, sparse_logdet
-from sparseprec.ops import (
-    sparse_coo_tensor,
-    sparse_csr_tensor,
-    sparse_generic_solve,
-    sparse_mm,
-    sparse_triangular_solve,
-)
-from sparseprec.solvers import CG, BiCGSTAB
+from sparseprec.ops import sparse_coo_tensor, sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+from sparseprec.solvers import CG, BiCGSTAB, sparse_generic_solve
 
 DT = torch.float64
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from sparseprec import sparse_mm, sparse_triangular_solve
 import sparseprec
 from sparseprec import pattern as _pattern
+from sparseprec import sparse_mm, sparse_triangular_solve
 
 
 def _coo(indices, values, n):

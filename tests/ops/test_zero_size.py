@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparseprec.ops import sparse_generic_solve, sparse_mm, sparse_triangular_solve
+from sparseprec.ops import sparse_mm, sparse_triangular_solve
+from sparseprec.solvers import sparse_generic_solve
 
 DT = torch.float64
 
