@@ -153,8 +153,9 @@ def sparse_logdet(
 
     Backward: :math:`\partial \log\det Q / \partial Q_{ij} = (Q^{-1})_{ij}` at the stored entries (symmetric, so the
     same for ``(i, j)`` and ``(j, i)``; with ``triangle="lower"``/``"upper"`` each off-diagonal stored value stands for
-    both and gets :math:`2 (Q^{-1})_{ij}`), read from the selected inverse (supernodal Takahashi recursions, about
-    one more numeric factorisation; no ``n × n`` intermediate, memory O(nnz(L))).
+    both and gets :math:`2 (Q^{-1})_{ij}`: the library's one convention, :ref:`symmetric-gradients`), read from the
+    selected inverse (supernodal Takahashi recursions, about one more numeric factorisation; no ``n × n``
+    intermediate, memory O(nnz(L))).
 
     Differentiable once w.r.t. ``Q``: the second derivative :math:`-(Q^{-1} \, dQ \, Q^{-1})_{ij}` needs entries of
     :math:`Q^{-1}` outside the selected pattern, so differentiating the gradient again (``create_graph=True``, a

@@ -47,8 +47,8 @@ def sparse_cholesky_solve(
     factor): :math:`\partial L/\partial B = \Lambda` and, along the symmetric direction of each stored entry,
     :math:`s_{ij} = -(\Lambda_i X_j^\top + \Lambda_j X_i^\top)`, mapped onto the stored values by ``triangle``
     (``"full"``: :math:`s_{ij}/2` at both ``(i, j)`` and ``(j, i)``; ``"lower"``/``"upper"``: :math:`s_{ij}` off the
-    diagonal; the convention of :mod:`sparseprec.ops._solve_rule`). O(nnz k) for the gradient on top of the two solves;
-    no ``n × n`` intermediate. The backward is recorded under ``create_graph=True`` (same factor, same rule), so
+    diagonal; the library's one convention, :ref:`symmetric-gradients`). O(nnz k) for the gradient on top of the two
+    solves; no ``n × n`` intermediate. The backward is recorded under ``create_graph=True`` (same factor, same rule), so
     second derivatives w.r.t. ``B`` and ``Q``'s stored values are exact.
 
     Parameters

@@ -294,7 +294,7 @@ class KrylovSolver:
         if not op.is_tensor:
             raise TypeError(
                 f"{self.name} cannot differentiate a solve with a callable A: the gradient needs Aᵀ, which a callable "
-                "does not give. Pass A as a tensor, or use sparseprec.ops.sparse_generic_solve with a transpose_solve."
+                "does not give. Pass A as a tensor, or use sparseprec.sparse_generic_solve with a transpose_solve."
             )
         At = op.transpose()
         p = self.preconditioner

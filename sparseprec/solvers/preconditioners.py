@@ -3,7 +3,7 @@
 A preconditioner is any callable ``R -> M R`` applied to a tensor shaped like the right-hand side (``(n,)`` or
 ``(n, k)``); CG and MINRES need ``M`` symmetric positive definite. The classes here are built from ``A`` —
 ``Jacobi(A)`` — or given to a solver as the class itself, ``CG(preconditioner=Jacobi)``, in which case the solver builds
-one for every matrix it solves with (what you want inside :func:`sparseprec.ops.sparse_generic_solve`, where ``A``
+one for every matrix it solves with (what you want inside :func:`sparseprec.sparse_generic_solve`, where ``A``
 changes between steps, and for the transposed solve of a gradient).
 """
 
