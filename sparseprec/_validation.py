@@ -248,11 +248,12 @@ def check_dense(B: object, name: str, *, dims: tuple[int, ...]) -> torch.Tensor:
     return B
 
 
-def check_flag(value: object, name: str) -> bool:
-    """Raise ``TypeError`` unless ``value`` is a bool (NumPy's included): a string or ``None`` would be read as truthy
-    or falsy, silently choosing a branch."""
+def check_flag(value: object, name: str, hint: str = "") -> bool:
+    """Raise ``TypeError`` (naming ``name``, then ``hint``) unless ``value`` is a bool (NumPy's included): a string,
+    ``None`` or a number given by position (``rw1(n, 2.0)`` meant as ``tau``) would be read as truthy or falsy,
+    silently choosing a branch."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}{hint}")
     return bool(value)
 
 

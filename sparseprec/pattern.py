@@ -109,7 +109,7 @@ class Assembly:
     r"""Index pairs ``(rows[k], cols[k])`` of an ``(n_rows, n_cols)`` matrix merged into sorted unique CSR order.
 
     The one home of "sort the keys, sum the duplicates": :meth:`sum` maps values given per input pair to the merged
-    entries, :math:`v'_e = \sum_{k: 	ext{pair } k \mapsto e} v_k`, with ``index_add`` (differentiable w.r.t. the
+    entries, :math:`v'_e = \sum_{k \mapsto e} v_k`, with ``index_add`` (differentiable w.r.t. the
     values, batched over leading dimensions). Builders of precisions, conditioning, factors and the variational
     distribution assemble their matrices with it.
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._validation import check_flag
 from ..structures import adjacency_from_pairs
-from ..structures._assemble import as_bool
 from .shapes import read_dbf, read_polygons
 
 __all__ = ["LipCancerData", "load_scotland_lip_cancer"]
@@ -119,7 +119,7 @@ def load_scotland_lip_cancer(islands: bool = False) -> LipCancerData:
     >>> data.num_districts, int(data.observed.sum()), data.pairs.shape
     (56, 536, torch.Size([132, 2]))
     """
-    islands = as_bool(islands, "islands")
+    islands = check_flag(islands, "islands")
     districts = _rows("districts.csv")
     if [int(r["district"]) for r in districts] != list(range(len(districts))):
         raise RuntimeError("the shipped districts.csv is not numbered 0, 1, ...: the package data are damaged")

@@ -11,8 +11,8 @@ accounts for scaling", SMMR 25:1145–1165; the parameterisation of the Stan cas
     \theta \sim N(0, I), \quad \phi \sim \mathrm{ICAR}(W) \text{ (sum to zero per connected component)},
 
 with :math:`s` the BYM2 scaling factor of the graph (geometric mean of the ICAR's constrained marginal variances,
-:func:`sparseprec.structures.bym2_scaling`), so :math:`\sigma` is the total standard deviation of the district effects
-and :math:`\rho` the share of it that is spatially structured. Priors: :math:`\beta_0 \sim N(0, 5^2)`,
+:func:`sparseprec.structures.bym2_scaling_per_node`), so :math:`\sigma` is the total standard deviation of the district
+effects and :math:`\rho` the share of it that is spatially structured. Priors: :math:`\beta_0 \sim N(0, 5^2)`,
 :math:`\beta_1 \sim N(0, 1)`, :math:`\sigma \sim N^+(0, 1)`, :math:`\rho \sim \mathrm{Beta}(\tfrac12, \tfrac12)`.
 With ``--islands`` the graph has three districts without neighbours: their spatial effect is 0 (the ICAR pins
 them) and their effect is the unstructured one with weight 1 instead of :math:`\sqrt{1-\rho}` (Freni-Sterrantino,
@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ..datasets import LipCancerData, load_scotland_lip_cancer
 from ..pyro import ICAR, AutoSparseMultivariateNormal
-from ..structures import bym2_scaling
+from ..structures import bym2_scaling_per_node
 
 __all__ = [
     "bym2_model",
@@ -70,7 +70,7 @@ def bym2_model(data: LipCancerData) -> Callable[[], None]:
     ``relative_risk``. The graph's pieces (ICAR prior and its factorisation, scaling factors) are built once here, not
     at every model call."""
     n = data.num_districts
-    scaling = bym2_scaling(data.adjacency, per_node=True).to(F64)
+    scaling = bym2_scaling_per_node(data.adjacency).to(F64)
     isolated = data.adjacency.crow_indices().diff() == 0  # no neighbours (the adjacency is CSR)
     covariate = data.aff_percent / 10.0
     spatial = ICAR(data.adjacency)

@@ -3,10 +3,14 @@
 Every builder returns a torch sparse CSR matrix with both triangles stored; hyper-parameters given as tensors stay
 differentiable (the pattern is fixed, the values are computed from them), so ``car(W, rho, tau)`` or
 ``matern_spde(shape, kappa, tau)`` can be learned through :func:`sparseprec.cholesky.sparse_logdet` and the ops.
+
+Hyper-parameters may be batched: they broadcast together (torch's rules) to a ``batch_shape``, and the builder returns
+one CSR tensor ``(*batch_shape, n, n)``, a batch of precisions on one shared pattern (the index tensors are the
+pattern's, expanded without copy; the values are ``(*batch_shape, nnz)``). 0-D hyper-parameters give ``(n, n)``.
 """
 
 from .adjacency import adjacency_from_pairs, adjacency_from_scipy, connected_components
-from .bym2 import bym2_scaling, constrained_icar_variances
+from .bym2 import bym2_scaling, bym2_scaling_per_node, constrained_icar_variances
 from .car import car, icar
 from .laplacian import graph_laplacian, grid_adjacency, grid_laplacian
 from .matern import matern_marginal_variance, matern_spde
@@ -27,5 +31,6 @@ __all__ = [
     "matern_spde",
     "matern_marginal_variance",
     "bym2_scaling",
+    "bym2_scaling_per_node",
     "constrained_icar_variances",
 ]

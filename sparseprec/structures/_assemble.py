@@ -1,10 +1,17 @@
-"""Assembling a CSR precision from fixed index pairs and differentiable values.
+"""Assembling CSR precisions from fixed index pairs and differentiable, possibly batched, values.
 
 Every builder of :mod:`sparseprec.structures` knows its pattern in advance (it depends on the graph or the grid, not on
 the hyper-parameters) and computes the values as a differentiable function of the hyper-parameters. :class:`Pattern`
-sorts and merges the index pairs once (duplicates summed); :meth:`Pattern.matrix` then only scatters the values, so
-gradients reach ``rho``, ``tau``, ``kappa`` ... through plain torch ops and :func:`sparseprec.sparse_csr_tensor`'s
-O(nnz) backward.
+merges the index pairs once with :class:`sparseprec.pattern.Assembly` (duplicates summed); :meth:`Pattern.matrix` then
+only sums the values into the merged entries, so gradients reach ``rho``, ``tau``, ``kappa`` ... through plain torch ops
+and :func:`sparseprec.sparse_csr_tensor`'s O(nnz) backward.
+
+Batched hyper-parameters
+------------------------
+:func:`hyper_parameters` converts, checks and broadcasts the hyper-parameters of a builder in one place: they broadcast
+together (torch's rules) to a ``batch_shape``, and the builder's values have shape ``(*batch_shape, n_pairs)``. The
+result is then one CSR tensor ``(*batch_shape, n, n)`` whose index tensors are the shared pattern *expanded* (no copy)
+and whose values are ``(*batch_shape, nnz)``. 0-D hyper-parameters give the plain ``(n, n)`` matrix.
 """
 
 from __future__ import annotations
@@ -19,78 +26,138 @@ import torch
 
 from .._validation import FLOAT_DTYPES
 from ..ops import sparse_csr_tensor
+from ..pattern import Assembly, rows_from_crow
 
 __all__ = [
     "Pattern",
     "as_parameter",
     "hyper_parameters",
     "check_positive",
+    "check_correlation",
     "as_int",
-    "as_bool",
     "as_grid_shape",
     "check_dtype",
-    "as_spacing",
+    "as_positive_float",
 ]
 
 
-class Pattern:
-    """The sorted, merged pattern of ``(rows, cols)`` pairs of an ``(n, n)`` matrix.
+class Pattern(Assembly):
+    """The sorted, merged pattern of ``(rows, cols)`` pairs of an ``(n, n)`` matrix, and its CSR matrices.
+
+    An :class:`sparseprec.pattern.Assembly` of a square matrix (``.row``, ``.col``, ``.crow``, ``.inverse``,
+    ``.nnz``, ``.sum``) that also builds the matrix from values given per input pair (:meth:`matrix`) or per merged
+    entry (:meth:`merged_matrix`), unbatched or batched.
 
     Parameters
     ----------
-    rows, cols : numpy.ndarray
+    rows, cols : numpy.ndarray or torch.Tensor
         Entry positions (int), duplicates allowed (their values are summed).
     n : int
         Matrix size.
     """
 
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, n: int):
-        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
-        keys = rows * n + cols
-        unique, inverse = np.unique(keys, return_inverse=True)
+    def __init__(self, rows: np.ndarray | torch.Tensor, cols: np.ndarray | torch.Tensor, n: int):
+        super().__init__(rows, cols, n, n)
         self.n = n
-        self.nnz = unique.size
-        self.inverse = torch.from_numpy(inverse.reshape(-1))
-        self.rows = torch.from_numpy(unique // n)
-        self.cols = torch.from_numpy(unique % n)
-        self.crow = torch.from_numpy(np.concatenate([[0], np.cumsum(np.bincount(unique // n, minlength=n))]))
 
     def matrix(self, values: torch.Tensor) -> torch.Tensor:
-        """The CSR matrix with ``values`` (one per input pair, in input order) summed into the merged pattern."""
-        device = values.device
-        merged = values.new_zeros(self.nnz).index_add(0, self.inverse.to(device), values)
-        return sparse_csr_tensor(self.crow.to(device), self.cols.to(device), merged, (self.n, self.n))
+        """The CSR matrix ``(*batch, n, n)`` with ``values`` ``(*batch, n_pairs)`` (one per input pair, in input order)
+        summed into the merged pattern."""
+        return self.merged_matrix(self.sum(values))
 
     def merged_matrix(self, merged: torch.Tensor) -> torch.Tensor:
-        """The CSR matrix with values already in the merged (sorted) order, ``(nnz,)``."""
-        device = merged.device
-        return sparse_csr_tensor(self.crow.to(device), self.cols.to(device), merged, (self.n, self.n))
+        """The CSR matrix ``(*batch, n, n)`` with values ``(*batch, nnz)`` already in the merged (sorted) order.
+
+        The index tensors of a batched result are the shared pattern expanded over the batch (views, no copy). With
+        no or one batch dimension the matrix is built by :func:`sparseprec.sparse_csr_tensor` (every op of
+        :mod:`sparseprec.ops` takes it, with an O(nnz) backward); with more, the ops (which take ``(b, n, n)``) do not
+        apply, and the values stay differentiable through ``.values()`` (reshape to ``(b, nnz)`` and rebuild with
+        :func:`sparseprec.sparse_csr_tensor` to use the ops).
+        """
+        crow, col = self.on(merged.device)[:2]
+        batch = tuple(merged.shape[:-1])
+        size = (*batch, self.n, self.n)
+        merged = merged.contiguous()
+        if len(batch) <= 1:
+            return sparse_csr_tensor(crow.expand(*batch, -1), col.expand(*batch, -1), merged, size)
+        return _BatchedCSR.apply(merged, crow.expand(*batch, -1), col.expand(*batch, -1), size)
+
+
+class _BatchedCSR(torch.autograd.Function):
+    r"""A CSR tensor with two or more batch dimensions from its values ``(*batch, nnz)``, differentiable w.r.t. them.
+
+    torch's own ``torch.sparse_csr_tensor`` cannot back-propagate into such a tensor (its backward converts the
+    gradient to CSR through COO, which refuses more than two sparse dimensions). Backward: the incoming gradient read
+    at the stored entries, :math:`\partial L / \partial v_{b,e} = \bar A_{b, i_e, j_e}`. A CSR gradient on the same
+    pattern (what ``.values()`` sends back) gives its values as they are, a dense one is gathered at the entries, any
+    other sparse one (e.g. the empty zero gradient of an unused output) is matched to the entries by sorted search,
+    O(nnz log nnz).
+    """
+
+    @staticmethod
+    def forward(ctx, values, crow, col, size):
+        ctx.save_for_backward(crow, col)
+        return torch.sparse_csr_tensor(crow, col, values.detach(), size, check_invariants=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        crow, col = ctx.saved_tensors
+        batch, nnz = tuple(col.shape[:-1]), col.shape[-1]
+        if grad.layout == torch.sparse_csr and grad.col_indices().shape == col.shape:
+            if torch.equal(grad.crow_indices(), crow) and torch.equal(grad.col_indices(), col):
+                return grad.values(), None, None, None
+        rows = rows_from_crow(crow.reshape(-1, crow.shape[-1])[0], nnz)
+        cols = col.reshape(-1, nnz)[0]
+        if grad.layout == torch.strided:
+            return grad[..., rows, cols], None, None, None
+        # any other sparse gradient: flat (batch, row, column) keys of its entries, looked up for ours
+        coo = grad.to_sparse_coo().coalesce()
+        if coo._nnz() == 0:
+            return torch.zeros((*batch, nnz), dtype=grad.dtype, device=grad.device), None, None, None
+        n = grad.shape[-1]
+        keys = torch.zeros(coo._nnz(), dtype=torch.int64, device=grad.device)
+        for dim, size in enumerate(grad.shape):
+            keys = keys * size + coo.indices()[dim]  # sorted, as the COO tensor is coalesced
+        batch_index = torch.arange(math.prod(batch), device=grad.device).unsqueeze(-1)
+        ours = ((batch_index * n + rows) * n + cols).reshape(-1)
+        position = torch.searchsorted(keys, ours).clamp(max=keys.numel() - 1)
+        values = torch.where(keys[position] == ours, coo.values()[position], 0.0)
+        return values.reshape(*batch, nnz), None, None, None
 
 
 def as_parameter(x: float | torch.Tensor, name: str, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
-    """A scalar hyper-parameter as a 0-D tensor (kept differentiable if it is one), else ``ValueError``.
+    """A hyper-parameter (a number, or a real tensor of any shape) as a tensor of ``dtype``, kept differentiable.
 
-    Only a 0-D tensor is a scalar: a tensor of shape ``(1,)`` (or ``(1, 1)``) is refused rather than silently
-    reshaped, as the result has no batch dimension for it to index. ``TypeError`` for a bool or a non-number."""
+    ``TypeError`` for a bool, a complex number or tensor, or a non-number; an integer tensor is converted to
+    ``dtype``."""
     if isinstance(x, torch.Tensor):
-        if x.dim() != 0:
-            raise ValueError(f"{name} must be a scalar (a 0-D tensor), got a tensor of shape {tuple(x.shape)}")
-        if x.dtype == torch.bool:
-            raise TypeError(f"{name} must be a float or a 0-D floating tensor, got a bool tensor")
-        if not x.is_floating_point():
-            x = x.to(dtype)
-        return x
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise TypeError(f"{name} must be a float or a 0-D tensor, got {type(x).__name__}")
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"{name} must be a float or a real floating tensor, got a {x.dtype} tensor")
+        return x.to(dtype)
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(x).__name__}")
     return torch.tensor(float(x), dtype=dtype, device=device)
 
 
-def hyper_parameters(dtype: torch.dtype | None, **values: float | torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Scalar hyper-parameters (in the order given) as 0-D tensors of one dtype and one device.
+def hyper_parameters(
+    dtype: torch.dtype | None,
+    *,
+    positive: Iterable[str] = (),
+    correlation: Iterable[str] = (),
+    **values: float | torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """A builder's hyper-parameters (in the order given) converted, checked and broadcast together.
+
+    The one place where hyper-parameters are turned into tensors: numbers and tensors of any shape become tensors of
+    one dtype on one device, those named in ``positive`` are checked by :func:`check_positive` and those in
+    ``correlation`` by :func:`check_correlation` (each on its own shape, so an error names the argument's own index),
+    and all are broadcast together with torch's rules to one ``batch_shape`` (views: the gradient of an expanded
+    parameter sums over the batch, as it should).
 
     ``dtype=None``: the floating dtype of the tensor parameters, which must agree (float64 when all are numbers); a
     given ``dtype`` converts tensor parameters to it (differentiably, as ``Tensor.to``). Never a silent mixture: two
-    tensor parameters of different dtypes without ``dtype`` are a ``TypeError``, on different devices a ``ValueError``.
+    tensor parameters of different dtypes without ``dtype`` are a ``TypeError``, on different devices a
+    ``ValueError``; shapes that do not broadcast are a ``ValueError`` naming them.
     """
     tensors = {name: x for name, x in values.items() if isinstance(x, torch.Tensor)}
     if dtype is None:
@@ -105,44 +172,69 @@ def hyper_parameters(dtype: torch.dtype | None, **values: float | torch.Tensor) 
         found = ", ".join(f"{name} {x.device}" for name, x in tensors.items())
         raise ValueError(f"the hyper-parameters are on different devices ({found})")
     device = devices.pop() if devices else None
-    return tuple(as_parameter(x, name, dtype, device).to(dtype) for name, x in values.items())
+    converted = {name: as_parameter(x, name, dtype, device) for name, x in values.items()}
+    check_positive(**{name: converted[name] for name in positive})
+    check_correlation(**{name: converted[name] for name in correlation})
+    try:
+        return tuple(torch.broadcast_tensors(*converted.values()))
+    except RuntimeError:
+        found = ", ".join(f"{name} {tuple(x.shape)}" for name, x in converted.items())
+        raise ValueError(f"the hyper-parameters' shapes do not broadcast together ({found})") from None
+
+
+def _first_offending(name: str, value: torch.Tensor, bad: torch.Tensor) -> str | None:
+    """``"-1.0"`` (0-D) or ``"tau[1, 2] = -1.0"``: the first entry of ``value`` where ``bad`` holds, else ``None``."""
+    if not bool(bad.any()):
+        return None
+    index = tuple(int(i) for i in torch.nonzero(bad)[0])
+    number = str(value.detach()[index].cpu().numpy())  # NumPy prints a float32 as 1.2, not 1.2000000476837158
+    return number if value.dim() == 0 else f"{name}[{', '.join(map(str, index))}] = {number}"
 
 
 def check_positive(**parameters: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless every given 0-D tensor is positive and finite (NaN and ±inf are refused).
+    """Raise ``ValueError`` unless every entry of every given tensor is positive and finite (NaN and ±inf refused).
 
     The one check of the builders' scale and precision parameters (``tau``, ``kappa``): a non-positive ``tau`` would
-    return a negative or zero "precision", a non-finite one a matrix of NaN/inf. The message names the parameters::
+    return a negative or zero "precision", a non-finite one a matrix of NaN/inf. The message names the parameter and,
+    for a batch, the first offending index::
 
         tau must be positive and finite, got -1.0
+        tau must be positive and finite, got tau[1, 2] = -1.0
     """
-    values = {name: float(value.detach()) for name, value in parameters.items()}
-    bad = [name for name, value in values.items() if not math.isfinite(value) or not value > 0]
-    if bad:
-        names = " and ".join(values)
-        got = (
-            str(values[bad[0]]) if len(values) == 1 else ", ".join(f"{name}={value}" for name, value in values.items())
-        )
-        raise ValueError(f"{names} must be positive and finite, got {got}")
+    for name, value in parameters.items():
+        found = _first_offending(name, value, ~(torch.isfinite(value.detach()) & (value.detach() > 0)))
+        if found is not None:
+            raise ValueError(f"{name} must be positive and finite, got {found}")
 
 
-def as_int(value: object, name: str) -> int:
+def check_correlation(**parameters: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless every entry of every given tensor satisfies ``|x| < 1`` (NaN refused): the
+    correlation parameters (``rho``) of the stationary and proper models. Messages as :func:`check_positive`'s::
+
+        rho must satisfy |rho| < 1, got rho[3] = 1.0
+    """
+    for name, value in parameters.items():
+        found = _first_offending(name, value, ~(value.detach().abs() < 1))
+        if found is not None:
+            raise ValueError(f"{name} must satisfy |{name}| < 1, got {found}")
+
+
+def as_int(value: object, name: str, minimum: int | None = None, hint: str = "") -> int:
     """``value`` as a Python ``int`` if it is an integer (``int``, NumPy integer, 0-D integer tensor), else
-    ``TypeError`` naming ``name``: a float such as ``2.5`` (or ``3.0``) or a bool is never truncated or taken as 1."""
+    ``TypeError`` naming ``name``: a float such as ``2.5`` (or ``3.0``) or a bool is never truncated or taken as 1.
+
+    With ``minimum``, a smaller value is a ``ValueError`` ("n must be a positive int", "... an int >= 2", with the
+    ``hint`` in parentheses): the one check of sizes and counts."""
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
         raise TypeError(f"{name} must be an int, got a bool ({value!r})")
     try:
-        return operator.index(value)
+        out = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
-
-
-def as_bool(value: object, name: str, hint: str = "") -> bool:
-    """``value`` as a ``bool`` if it is one (Python or NumPy), else ``TypeError`` naming ``name`` (and the ``hint``):
-    a flag given a number by position, such as ``rw1(n, 2.0)`` meant as ``tau``, must not pass as true."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}{hint}")
-    return bool(value)
+    if minimum is not None and out < minimum:
+        kind = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+        raise ValueError(f"{name} must be {kind}{f' ({hint})' if hint else ''}, got {out}")
+    return out
 
 
 def as_grid_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
@@ -162,13 +254,14 @@ def as_grid_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
     return sizes
 
 
-def as_spacing(spacing: object, name: str = "spacing") -> float:
-    """A positive finite lattice spacing as a ``float``, else ``TypeError``/``ValueError`` naming ``name``."""
-    if isinstance(spacing, (bool, np.bool_)) or not isinstance(spacing, numbers.Real):
-        raise TypeError(f"{name} must be a float, got {type(spacing).__name__} {spacing!r}")
-    if not math.isfinite(spacing) or not spacing > 0:
-        raise ValueError(f"{name} must be positive and finite, got {spacing}")
-    return float(spacing)
+def as_positive_float(value: object, name: str) -> float:
+    """A positive finite real number as a ``float``, else ``TypeError``/``ValueError`` naming ``name``: the one check
+    of real settings such as a lattice spacing."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or not value > 0:
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return float(value)
 
 
 def check_dtype(dtype: object) -> torch.dtype:

@@ -74,9 +74,7 @@ def adjacency_from_pairs(pairs: object, n: int | None = None) -> torch.Tensor:
     if n is None:
         n = size
     else:
-        n = as_int(n, "n")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        n = as_int(n, "n", 0)
     if size > n:
         raise ValueError(f"pairs refer to node {size - 1} but n = {n}")
     loops = e[:, 0] == e[:, 1]

@@ -10,11 +10,10 @@ import scipy.sparse.csgraph as csgraph
 import torch
 
 from ..cholesky import cholesky, diag_inverse
-from ._assemble import as_bool
 from .adjacency import _to_torch, as_scipy_adjacency
 from .laplacian import _laplacian_scipy
 
-__all__ = ["bym2_scaling", "constrained_icar_variances"]
+__all__ = ["bym2_scaling", "bym2_scaling_per_node", "constrained_icar_variances"]
 
 
 def _component_variances(L: sp.csr_matrix) -> np.ndarray:
@@ -62,25 +61,33 @@ def constrained_icar_variances(adjacency: object) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def bym2_scaling(adjacency: object, per_node: bool = False) -> float | torch.Tensor:
-    r"""The BYM2 scaling factor of an ICAR: the geometric mean of its constrained marginal variances.
+def _scaling(W: sp.csr_matrix, name: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """The graph's component count and labels and its constrained ICAR variances (at least 2 nodes)."""
+    if W.shape[0] < 2:
+        raise ValueError(f"{name} needs a graph with at least 2 nodes, got {W.shape[0]}")
+    count, labels = csgraph.connected_components(W, directed=False)
+    return count, labels, constrained_icar_variances(W).numpy()
+
+
+def bym2_scaling(adjacency: object) -> float:
+    r"""The BYM2 scaling factor of the ICAR of a connected graph: the geometric mean of its constrained marginal
+    variances.
 
     For :math:`Q = D - W` with a sum-to-zero constraint, :math:`s = \exp(\tfrac1n \sum_i \log \Sigma_{ii})` (Sørbye &
     Rue 2014; Riebler et al. 2016). The scaled precision :math:`s\,Q` has marginal variances whose geometric mean is 1,
     which makes the BYM2 mixing parameter interpretable; Stan's BYM2 case study calls :math:`s` ``scaling_factor``
-    and multiplies the ICAR effect by :math:`1/\sqrt{s}`.
+    and multiplies the ICAR effect by :math:`1/\sqrt{s}`. For a graph with several connected components use
+    :func:`bym2_scaling_per_node`.
 
-    Graphs with several connected components are scaled per component (Freni-Sterrantino, Ventrucci & Rue 2018):
-    ``per_node=True`` returns a tensor ``(n,)`` with each node's component factor (1 for an isolated node, which the
-    BYM2 model treats as an unstructured effect). With ``per_node=False`` (default) the graph must be connected and a
-    float is returned.
+    Returns
+    -------
+    float
+        :math:`s`.
 
     Raises
     ------
-    TypeError
-        ``per_node`` not a bool.
     ValueError
-        ``per_node=False`` and a disconnected graph; a graph with fewer than 2 nodes.
+        A disconnected graph; a graph with fewer than 2 nodes; an invalid adjacency.
 
     Examples
     --------
@@ -88,18 +95,42 @@ def bym2_scaling(adjacency: object, per_node: bool = False) -> float | torch.Ten
     >>> round(bym2_scaling(adjacency_from_pairs([(0, 1)])), 10)
     0.25
     """
-    per_node = as_bool(per_node, "per_node")
     W = as_scipy_adjacency(adjacency)
-    if W.shape[0] < 2:
-        raise ValueError(f"bym2_scaling needs a graph with at least 2 nodes, got {W.shape[0]}")
-    count, labels = csgraph.connected_components(W, directed=False)
-    if count > 1 and not per_node:
+    count, _, variances = _scaling(W, "bym2_scaling")
+    if count > 1:
         raise ValueError(
-            f"the graph has {count} connected components: pass per_node=True to scale each component separately"
+            f"the graph has {count} connected components: use bym2_scaling_per_node to scale each component separately"
         )
-    variances = constrained_icar_variances(W).numpy()
-    if not per_node:
-        return math.exp(float(np.log(variances).mean()))
+    return math.exp(float(np.log(variances).mean()))
+
+
+def bym2_scaling_per_node(adjacency: object) -> torch.Tensor:
+    r"""The BYM2 scaling factor of each node's connected component, ``(n,)`` float64.
+
+    Graphs with several connected components are scaled per component (Freni-Sterrantino, Ventrucci & Rue 2018): node
+    :math:`i` in component :math:`c` gets :math:`s_c = \exp(\tfrac1{|c|} \sum_{k \in c} \log \Sigma_{kk})`, the
+    :func:`bym2_scaling` of its component; an isolated node gets 1 (the BYM2 model treats it as an unstructured
+    effect). On a connected graph every entry is :func:`bym2_scaling`. The marginal variances :math:`\Sigma_{kk}`
+    themselves are :func:`constrained_icar_variances`.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n,)`` float64.
+
+    Raises
+    ------
+    ValueError
+        A graph with fewer than 2 nodes; an invalid adjacency.
+
+    Examples
+    --------
+    >>> from sparseprec.structures import adjacency_from_pairs, bym2_scaling_per_node
+    >>> bym2_scaling_per_node(adjacency_from_pairs([(0, 1), (2, 3), (3, 4)], n=6))
+    tensor([0.2500, 0.2500, 0.4093, 0.4093, 0.4093, 1.0000], dtype=torch.float64)
+    """
+    W = as_scipy_adjacency(adjacency)
+    count, labels, variances = _scaling(W, "bym2_scaling_per_node")
     out = np.ones(W.shape[0])
     for c in range(count):
         nodes = np.flatnonzero(labels == c)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._assemble import check_positive, hyper_parameters
+from ._assemble import hyper_parameters
 from .adjacency import as_scipy_adjacency
 from .laplacian import _laplacian_pattern
 
@@ -18,11 +18,25 @@ def icar(adjacency: object, tau: float | torch.Tensor = 1.0, dtype: torch.dtype 
     Rank :math:`n - c` for a graph with :math:`c` connected components (an isolated node is a component with a zero
     row). Use it with a sum-to-zero constraint per component. Differentiable in ``tau``.
 
+    Parameters
+    ----------
+    adjacency : torch.Tensor or scipy.sparse matrix
+        Symmetric 0/1 ``(n, n)`` adjacency (see :mod:`sparseprec.structures.adjacency`).
+    tau : float or torch.Tensor
+        Positive precision, 0-D or of any batch shape.
+    dtype : torch.dtype, optional
+        float32 or float64.
+
+    Returns
+    -------
+    torch.Tensor
+        Sparse CSR ``(n, n)``, or ``(*tau.shape, n, n)`` with values ``(*tau.shape, nnz)`` on one shared pattern.
+
     Raises
     ------
     ValueError
-        ``tau <= 0`` or a non-finite ``tau`` (checked on the value: ``Q`` would not be positive semi-definite), an
-        invalid adjacency.
+        An entry of ``tau`` that is not positive and finite (``Q`` would not be positive semi-definite; named with its
+        index), an invalid adjacency.
     TypeError
         ``dtype`` other than float32/float64, a ``tau`` that is neither a number nor a tensor (the result's dtype
         is ``dtype``, by default ``tau``'s, float64 for a number).
@@ -35,10 +49,9 @@ def icar(adjacency: object, tau: float | torch.Tensor = 1.0, dtype: torch.dtype 
             [-2.,  2.]], dtype=torch.float64)
     """
     W = as_scipy_adjacency(adjacency)
-    (tau,) = hyper_parameters(dtype, tau=tau)
-    check_positive(tau=tau)
+    (tau,) = hyper_parameters(dtype, positive=("tau",), tau=tau)
     pattern, values = _laplacian_pattern(W)
-    return pattern.matrix(tau * torch.from_numpy(values).to(tau))
+    return pattern.matrix(tau.unsqueeze(-1) * torch.from_numpy(values).to(tau))
 
 
 def car(
@@ -53,11 +66,27 @@ def car(
     NumPyro's ``CAR``). Differentiable in ``rho`` and ``tau``: the values are :math:`\tau d_i` on the diagonal and
     :math:`-\tau\rho` at the edges, on a pattern computed once.
 
+    Parameters
+    ----------
+    adjacency : torch.Tensor or scipy.sparse matrix
+        Symmetric 0/1 ``(n, n)`` adjacency, every node with a neighbour.
+    rho, tau : float or torch.Tensor
+        Spatial dependence (``|rho| < 1``) and precision (positive), each 0-D or batched; they broadcast together to
+        a ``batch_shape``.
+    dtype : torch.dtype, optional
+        float32 or float64.
+
+    Returns
+    -------
+    torch.Tensor
+        Sparse CSR ``(*batch_shape, n, n)`` (``(n, n)`` for 0-D parameters), values ``(*batch_shape, nnz)`` on one
+        shared pattern.
+
     Raises
     ------
     ValueError
-        ``|rho| >= 1`` (or NaN), ``tau <= 0`` or non-finite (checked on the values), an isolated node (degree 0:
-        ``Q`` would be singular), an invalid adjacency.
+        An entry with ``|rho| >= 1`` (or NaN) or ``tau`` not positive and finite (named with its index), shapes
+        that do not broadcast, an isolated node (degree 0: ``Q`` would be singular), an invalid adjacency.
     TypeError
         Tensors ``rho`` and ``tau`` of different dtypes without ``dtype`` (the result's dtype is ``dtype``, by
         default the tensor parameters', float64 for numbers; a given ``dtype`` converts them, differentiably).
@@ -72,12 +101,13 @@ def car(
     tensor([[ 1.0000, -0.5000,  0.0000],
             [-0.5000,  2.0000, -0.5000],
             [ 0.0000, -0.5000,  1.0000]], dtype=torch.float64)
+    >>> rhos = torch.tensor([0.0, 0.5, 0.9], dtype=torch.float64, requires_grad=True)
+    >>> Qs = car(adjacency_from_pairs([(0, 1), (1, 2)]), rhos)  # three precisions, one pattern
+    >>> Qs.shape, Qs.values().shape
+    (torch.Size([3, 3, 3]), torch.Size([3, 7]))
     """
     W = as_scipy_adjacency(adjacency)
-    rho, tau = hyper_parameters(dtype, rho=rho, tau=tau)
-    if not bool(rho.detach().abs() < 1):
-        raise ValueError(f"rho must satisfy |rho| < 1 for a proper CAR, got {float(rho.detach())}")
-    check_positive(tau=tau)
+    rho, tau = hyper_parameters(dtype, positive=("tau",), correlation=("rho",), rho=rho, tau=tau)
     pattern, laplacian = _laplacian_pattern(W)  # values: the degrees (diagonal first), then −1 per edge entry
     n = W.shape[0]
     degree = laplacian[:n]
@@ -87,4 +117,6 @@ def car(
             "(model islands separately)"
         )
     base = torch.from_numpy(laplacian).to(rho)
-    return pattern.matrix(tau * torch.cat([base[:n], rho * base[n:]]))
+    rho = rho.unsqueeze(-1)
+    values = torch.cat([base[:n].expand(*rho.shape[:-1], n), rho * base[n:]], dim=-1)
+    return pattern.matrix(tau.unsqueeze(-1) * values)

@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._assemble import Pattern, as_bool, as_grid_shape, as_int, check_dtype
+from .._validation import check_flag
+from ._assemble import Pattern, as_grid_shape, as_int, check_dtype
 from .adjacency import _to_torch, as_scipy_adjacency
 
 __all__ = ["graph_laplacian", "grid_laplacian", "grid_adjacency"]
@@ -57,7 +58,7 @@ def _laplacian_pattern(W: sp.csr_matrix) -> tuple[Pattern, np.ndarray]:
     return Pattern(rows, cols, n), values
 
 
-def grid_adjacency(shape: tuple[int, ...], neighbours: int | None = None, periodic: bool = False) -> torch.Tensor:
+def grid_adjacency(shape: tuple[int, ...], neighbours: int | None = None, cyclic: bool = False) -> torch.Tensor:
     """Adjacency of a regular 2-D or 3-D lattice (row-major node numbering, as ``numpy.ravel_multi_index``).
 
     Parameters
@@ -66,16 +67,16 @@ def grid_adjacency(shape: tuple[int, ...], neighbours: int | None = None, period
         ``(s1, s2)`` or ``(s1, s2, s3)``.
     neighbours : int, optional
         2-D: 4 (default, edges along the axes) or 8 (also diagonals); 3-D: 6 (default) or 26.
-    periodic : bool
+    cyclic : bool
         Wrap around every axis (a torus); each axis then needs at least 3 points.
 
     Raises
     ------
     TypeError
         ``shape`` not a tuple of ints (a size such as ``2.5`` is refused, not truncated; so is a bool), a non-integer
-        ``neighbours``, a ``periodic`` that is not a bool.
+        ``neighbours``, a ``cyclic`` that is not a bool.
     ValueError
-        ``shape`` not 2-D/3-D or with a size below 1, ``neighbours`` not one of the two allowed values, a periodic
+        ``shape`` not 2-D/3-D or with a size below 1, ``neighbours`` not one of the two allowed values, a cyclic
         axis shorter than 3.
 
     Examples
@@ -91,11 +92,11 @@ def grid_adjacency(shape: tuple[int, ...], neighbours: int | None = None, period
     d = len(shape)
     axis, full = (4, 8) if d == 2 else (6, 26)
     neighbours = axis if neighbours is None else as_int(neighbours, "neighbours")
-    periodic = as_bool(periodic, "periodic")
+    cyclic = check_flag(cyclic, "cyclic")
     if neighbours not in (axis, full):
         raise ValueError(f"neighbours must be {axis} or {full} for a {d}-D grid, got {neighbours}")
-    if periodic and min(shape) < 3:
-        raise ValueError(f"a periodic grid needs at least 3 points along every axis, got shape {shape}")
+    if cyclic and min(shape) < 3:
+        raise ValueError(f"a cyclic grid needs at least 3 points along every axis, got shape {shape}")
     offsets = [o for o in itertools.product((-1, 0, 1), repeat=d) if any(o)]
     if neighbours == axis:
         offsets = [o for o in offsets if sum(map(abs, o)) == 1]
@@ -104,7 +105,7 @@ def grid_adjacency(shape: tuple[int, ...], neighbours: int | None = None, period
     rows, cols = [], []
     for o in offsets:
         target = coords + np.array(o)[:, None]
-        if periodic:
+        if cyclic:
             target = target % np.array(shape)[:, None]
             keep = np.ones(n, dtype=bool)
         else:
@@ -118,7 +119,7 @@ def grid_adjacency(shape: tuple[int, ...], neighbours: int | None = None, period
 
 
 def grid_laplacian(
-    shape: tuple[int, ...], neighbours: int | None = None, periodic: bool = False, dtype: torch.dtype = torch.float64
+    shape: tuple[int, ...], neighbours: int | None = None, cyclic: bool = False, dtype: torch.dtype = torch.float64
 ) -> torch.Tensor:
     """Graph Laplacian ``D - W`` of a regular lattice (:func:`grid_adjacency`): the 5-point (2-D, 4 neighbours) or
     7-point (3-D) finite-difference Laplacian with natural (Neumann) boundaries, or its torus version.
@@ -133,4 +134,4 @@ def grid_laplacian(
     tensor([ 0., -1.,  0., -1.,  4., -1.,  0., -1.,  0.], dtype=torch.float64)
     """
     check_dtype(dtype)
-    return graph_laplacian(grid_adjacency(shape, neighbours, periodic), dtype=dtype)
+    return graph_laplacian(grid_adjacency(shape, neighbours, cyclic), dtype=dtype)

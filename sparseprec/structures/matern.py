@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from ..pattern import shared_derived
-from ._assemble import Pattern, as_grid_shape, as_int, as_spacing, check_positive, hyper_parameters
+from ._assemble import Pattern, as_grid_shape, as_int, as_positive_float, hyper_parameters
 from .adjacency import as_scipy_adjacency
 from .laplacian import _laplacian_scipy, grid_adjacency
 
@@ -46,12 +46,20 @@ def matern_spde(
     ----------
     grid_shape : tuple of int
         ``(s1, s2)`` or ``(s1, s2, s3)``; nodes numbered row-major.
-    kappa, tau : float or 0-D tensor
-        Positive scale and precision parameters.
+    kappa, tau : float or torch.Tensor
+        Positive scale and precision parameters, each 0-D or batched; they broadcast together to a ``batch_shape``.
     alpha : int
         1, 2, 3 or 4 (integer orders; default 2: :math:`\nu = 1` in 2-D).
     spacing : float
         Lattice spacing :math:`h`.
+    dtype : torch.dtype, optional
+        float32 or float64.
+
+    Returns
+    -------
+    torch.Tensor
+        Sparse CSR ``(*batch_shape, n, n)``, :math:`n = \prod_k s_k` (``(n, n)`` for 0-D parameters), values
+        ``(*batch_shape, nnz)`` on one shared pattern.
 
     Raises
     ------
@@ -61,8 +69,8 @@ def matern_spde(
         without ``dtype`` (the result's dtype is ``dtype``, by default the tensor parameters', float64 for numbers;
         a given ``dtype`` converts them, differentiably).
     ValueError
-        ``grid_shape`` not 2-D/3-D with positive sizes, ``alpha`` not in 1..4, ``kappa``, ``tau`` or ``spacing`` not
-        positive and finite.
+        ``grid_shape`` not 2-D/3-D with positive sizes, ``alpha`` not in 1..4, ``spacing`` or an entry of ``kappa`` or
+        ``tau`` not positive and finite (named with its index), ``kappa`` and ``tau`` shapes that do not broadcast.
 
     Examples
     --------
@@ -70,21 +78,25 @@ def matern_spde(
     >>> Q = matern_spde((10, 10), kappa=0.5, tau=1.0)
     >>> Q.shape, Q._nnz()  # 13-point stencil: nodes within grid distance 2
     (torch.Size([100, 100]), 1104)
+    >>> import torch
+    >>> matern_spde((10, 10), kappa=torch.tensor([0.25, 0.5, 1.0]), tau=1.0).values().shape
+    torch.Size([3, 1104])
     """
     grid_shape = as_grid_shape(grid_shape, "grid_shape")
     alpha = as_int(alpha, "alpha")
     if alpha not in (1, 2, 3, 4):
         raise ValueError(f"alpha must be 1, 2, 3 or 4, got {alpha}")
-    spacing = as_spacing(spacing)
-    kappa, tau = hyper_parameters(dtype, kappa=kappa, tau=tau)
-    check_positive(kappa=kappa, tau=tau)
+    spacing = as_positive_float(spacing, "spacing")
+    kappa, tau = hyper_parameters(dtype, positive=("kappa", "tau"), kappa=kappa, tau=tau)
     d = len(grid_shape)
     pattern, basis = shared_derived(
         ("matern_spde", grid_shape, alpha, spacing), lambda: _structure(grid_shape, alpha, spacing)
     )
     c = spacing**d
-    coefficients = torch.stack([math.comb(alpha, j) * (kappa.square() * c) ** (alpha - j) for j in range(alpha + 1)])
-    values = (tau.square() * c ** (1 - alpha)) * (coefficients @ basis.to(kappa))
+    coefficients = torch.stack(
+        [math.comb(alpha, j) * (kappa.square() * c) ** (alpha - j) for j in range(alpha + 1)], dim=-1
+    )  # (*batch, alpha + 1)
+    values = (tau.square() * c ** (1 - alpha)).unsqueeze(-1) * (coefficients @ basis.to(kappa))
     return pattern.merged_matrix(values)
 
 
@@ -101,12 +113,9 @@ def _structure(grid_shape: tuple[int, ...], alpha: int, spacing: float) -> tuple
         powers.append((powers[-1] @ G).tocsr())
     coos = [P.tocoo() for P in powers]
     pattern = Pattern(np.concatenate([c.row for c in coos]), np.concatenate([c.col for c in coos]), n)
-    basis = torch.zeros(alpha + 1, pattern.nnz, dtype=torch.float64)
-    offset = 0
-    for j, coo in enumerate(coos):
-        basis[j].index_add_(0, pattern.inverse[offset : offset + coo.nnz], torch.from_numpy(coo.data))
-        offset += coo.nnz
-    return pattern, basis
+    # row j holds G^j's entries in its own segment of the pairs and zeros elsewhere: one sum gives every basis row
+    per_pair = torch.from_numpy(sp.block_diag([c.data[None, :] for c in coos]).toarray())
+    return pattern, pattern.sum(per_pair)
 
 
 def matern_marginal_variance(
@@ -117,8 +126,8 @@ def matern_marginal_variance(
 
     Parameters
     ----------
-    kappa, tau : float or 0-D tensor
-        Positive and finite, as for :func:`matern_spde`.
+    kappa, tau : float or torch.Tensor
+        Positive and finite, as for :func:`matern_spde` (0-D or batched, broadcast together).
     alpha : int
         1, 2, 3 or 4, as for :func:`matern_spde`.
     d : int
@@ -127,12 +136,13 @@ def matern_marginal_variance(
     Returns
     -------
     float or torch.Tensor
-        A float when ``kappa`` and ``tau`` are numbers, else a 0-D tensor (differentiable in them).
+        A float when ``kappa`` and ``tau`` are numbers, else a tensor of their broadcast shape (differentiable in
+        them).
 
     Raises
     ------
     TypeError
-        ``alpha`` or ``d`` not an int (``2.5`` or ``True`` are refused), ``kappa``/``tau`` not a number or a 0-D
+        ``alpha`` or ``d`` not an int (``2.5`` or ``True`` are refused), ``kappa``/``tau`` not a number or a real
         tensor.
     ValueError
         ``kappa`` or ``tau`` not positive and finite, ``alpha`` not in 1..4, ``d`` < 1, or ``alpha - d/2 <= 0``.
@@ -146,14 +156,11 @@ def matern_marginal_variance(
     alpha = as_int(alpha, "alpha")
     if alpha not in (1, 2, 3, 4):
         raise ValueError(f"alpha must be 1, 2, 3 or 4, got {alpha}")
-    d = as_int(d, "d")
-    if d < 1:
-        raise ValueError(f"d must be a positive int (the dimension), got {d}")
+    d = as_int(d, "d", 1, "the dimension")
     nu = alpha - d / 2
     if nu <= 0:
         raise ValueError(f"alpha - d/2 must be positive, got alpha={alpha}, d={d}")
     plain = not isinstance(kappa, torch.Tensor) and not isinstance(tau, torch.Tensor)
-    kappa, tau = hyper_parameters(None, kappa=kappa, tau=tau)
-    check_positive(kappa=kappa, tau=tau)
+    kappa, tau = hyper_parameters(None, positive=("kappa", "tau"), kappa=kappa, tau=tau)
     variance = math.gamma(nu) / (math.gamma(alpha) * (4 * math.pi) ** (d / 2)) / (kappa ** (2 * nu) * tau.square())
     return float(variance) if plain else variance

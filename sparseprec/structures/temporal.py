@@ -6,7 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._assemble import Pattern, as_bool, as_int, check_positive, hyper_parameters
+from .._validation import check_flag
+from ._assemble import Pattern, as_int, hyper_parameters
 
 __all__ = ["rw1", "rw2", "ar1"]
 
@@ -22,18 +23,15 @@ def _difference_structure(n: int, order: int, cyclic: bool) -> sp.coo_matrix:
 
 
 def _random_walk(n: int, order: int, cyclic: bool, tau, dtype: torch.dtype | None) -> torch.Tensor:
-    cyclic = as_bool(cyclic, "cyclic", f" (give tau by keyword: rw{order}(n, tau={cyclic!r}))")
+    cyclic = check_flag(cyclic, "cyclic", f" (give tau by keyword: rw{order}(n, tau={cyclic!r}))")
     minimum = 3 if cyclic else order + 1
-    n = as_int(n, "n")
-    if n < minimum:
-        kind = "a cyclic" if cyclic else "an"
-        raise ValueError(f"{kind} RW{order} needs n >= {minimum} points, got {n}")
-    (tau,) = hyper_parameters(dtype, tau=tau)
-    check_positive(tau=tau)
+    kind = "a cyclic" if cyclic else "an"
+    n = as_int(n, "n", minimum, f"{kind} RW{order} needs {minimum} points")
+    (tau,) = hyper_parameters(dtype, positive=("tau",), tau=tau)
     S = _difference_structure(n, order, cyclic)
     keep = S.data != 0
     pattern = Pattern(S.row[keep], S.col[keep], n)
-    return pattern.matrix(tau * torch.from_numpy(S.data[keep]).to(tau))
+    return pattern.matrix(tau.unsqueeze(-1) * torch.from_numpy(S.data[keep]).to(tau))
 
 
 def rw1(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: torch.dtype | None = None):
@@ -43,6 +41,22 @@ def rw1(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
     Rank :math:`n - 1`, null space the constant vector (use a sum-to-zero constraint); ``cyclic=True`` wraps the
     differences around (:math:`x_{n+1} = x_1`; same rank and null space). Differentiable in ``tau``.
 
+    Parameters
+    ----------
+    n : int
+        Number of time points.
+    cyclic : bool
+        Wrap the differences around.
+    tau : float or torch.Tensor
+        Positive precision, 0-D or of any batch shape; a batched ``tau`` gives a batch of precisions on one pattern.
+    dtype : torch.dtype, optional
+        float32 or float64.
+
+    Returns
+    -------
+    torch.Tensor
+        Sparse CSR ``(n, n)``, or ``(*tau.shape, n, n)`` with values ``(*tau.shape, nnz)`` on the shared pattern.
+
     Raises
     ------
     TypeError
@@ -50,7 +64,7 @@ def rw1(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
         given by position), ``dtype`` other than float32/float64 (the result's dtype is ``dtype``, by default
         ``tau``'s, float64 for a number).
     ValueError
-        Too few points, ``tau <= 0`` or a non-finite ``tau``.
+        Too few points, an entry of ``tau`` that is not positive and finite (named with its index).
 
     Examples
     --------
@@ -72,6 +86,22 @@ def rw2(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
     cyclic version (:math:`Q` circulant with stencil ``(1, -4, 6, -4, 1)``) has rank :math:`n - 1` and null space
     :math:`1` only. Differentiable in ``tau``.
 
+    Parameters
+    ----------
+    n : int
+        Number of time points.
+    cyclic : bool
+        Wrap the differences around.
+    tau : float or torch.Tensor
+        Positive precision, 0-D or of any batch shape; a batched ``tau`` gives a batch of precisions on one pattern.
+    dtype : torch.dtype, optional
+        float32 or float64.
+
+    Returns
+    -------
+    torch.Tensor
+        Sparse CSR ``(n, n)``, or ``(*tau.shape, n, n)`` with values ``(*tau.shape, nnz)`` on the shared pattern.
+
     Raises
     ------
     TypeError
@@ -79,7 +109,7 @@ def rw2(n: int, cyclic: bool = False, tau: float | torch.Tensor = 1.0, dtype: to
         given by position), ``dtype`` other than float32/float64 (the result's dtype is ``dtype``, by default
         ``tau``'s, float64 for a number).
     ValueError
-        Too few points, ``tau <= 0`` or a non-finite ``tau``.
+        Too few points, an entry of ``tau`` that is not positive and finite (named with its index).
 
     Examples
     --------
@@ -97,10 +127,27 @@ def ar1(n: int, rho: float | torch.Tensor, tau: float | torch.Tensor = 1.0, dtyp
     :math:`Q = \tau \cdot \mathrm{tridiag}(-\rho;\ 1, 1+\rho^2, \dots, 1+\rho^2, 1;\ -\rho)`, marginal variance
     :math:`1 / (\tau (1 - \rho^2))`, correlation :math:`\rho^{|i-j|}`. Differentiable in ``rho`` and ``tau``.
 
+    Parameters
+    ----------
+    n : int
+        Number of time points, at least 2.
+    rho, tau : float or torch.Tensor
+        Correlation (``|rho| < 1``) and innovation precision (positive), each 0-D or batched; they broadcast together
+        to a ``batch_shape``.
+    dtype : torch.dtype, optional
+        float32 or float64.
+
+    Returns
+    -------
+    torch.Tensor
+        Sparse CSR ``(*batch_shape, n, n)`` (``(n, n)`` for 0-D parameters), values ``(*batch_shape, 3n - 2)`` on one
+        shared pattern.
+
     Raises
     ------
     ValueError
-        ``|rho| >= 1`` (or NaN), ``tau <= 0`` or non-finite, ``n < 2``.
+        An entry with ``|rho| >= 1`` (or NaN), or ``tau`` not positive and finite (named with its index); ``n < 2``;
+        ``rho`` and ``tau`` shapes that do not broadcast.
     TypeError
         ``n`` not an int, ``dtype`` other than float32/float64, tensors ``rho`` and ``tau`` of different dtypes
         without ``dtype`` (the result's dtype is ``dtype``, by default the tensor parameters', float64 for numbers;
@@ -113,18 +160,22 @@ def ar1(n: int, rho: float | torch.Tensor, tau: float | torch.Tensor = 1.0, dtyp
     tensor([[ 1.0000, -0.5000,  0.0000],
             [-0.5000,  1.2500, -0.5000],
             [ 0.0000, -0.5000,  1.0000]], dtype=torch.float64)
+    >>> import torch
+    >>> Q = ar1(3, torch.tensor([0.0, 0.5]), tau=torch.tensor([[1.0], [2.0]]))  # batch shape (2, 2)
+    >>> Q.shape, Q.values().shape
+    (torch.Size([2, 2, 3, 3]), torch.Size([2, 2, 7]))
+    >>> Q.to_dense()[1, 1]
+    tensor([[ 2.0000, -1.0000,  0.0000],
+            [-1.0000,  2.5000, -1.0000],
+            [ 0.0000, -1.0000,  2.0000]])
     """
-    n = as_int(n, "n")
-    if n < 2:
-        raise ValueError(f"ar1 needs n >= 2, got {n}")
-    rho, tau = hyper_parameters(dtype, rho=rho, tau=tau)
-    if not bool(rho.detach().abs() < 1):
-        raise ValueError(f"rho must satisfy |rho| < 1 for a stationary AR(1), got {float(rho.detach())}")
-    check_positive(tau=tau)
+    n = as_int(n, "n", 2, "ar1 needs two time points")
+    rho, tau = hyper_parameters(dtype, positive=("tau",), correlation=("rho",), rho=rho, tau=tau)
     i = np.arange(n)
     j = np.arange(n - 1)
     pattern = Pattern(np.concatenate([i, j, j + 1]), np.concatenate([i, j + 1, j]), n)
-    inner = torch.ones(n, dtype=rho.dtype, device=rho.device)
-    diagonal = inner + torch.cat([rho.new_zeros(1), rho.square().expand(n - 2), rho.new_zeros(1)])
-    values = torch.cat([diagonal, (-rho).expand(2 * (n - 1))])
-    return pattern.matrix(tau * values)
+    rho = rho.unsqueeze(-1)
+    end = rho.new_zeros(rho.shape)
+    diagonal = 1 + torch.cat([end, rho.square().expand(*rho.shape[:-1], n - 2), end], dim=-1)
+    values = torch.cat([diagonal, (-rho).expand(*rho.shape[:-1], 2 * (n - 1))], dim=-1)
+    return pattern.matrix(tau.unsqueeze(-1) * values)

@@ -8,7 +8,7 @@ import torch
 
 from sparseprec.datasets import load_scotland_lip_cancer
 from sparseprec.distributions import ICAR
-from sparseprec.structures import bym2_scaling, connected_components
+from sparseprec.structures import bym2_scaling, bym2_scaling_per_node, connected_components
 
 
 def test_counts_and_covariate():
@@ -41,7 +41,7 @@ def test_the_graph_feeds_the_icar_and_bym2_scaling():
     assert 0 < scaling < 1  # the ICAR's marginal variances are below 1 on average (unit precision)
     icar = ICAR(data.adjacency, tau=scaling)  # s·(D − W): geometric-mean marginal variance 1
     torch.testing.assert_close(icar.variance.log().mean(), torch.zeros((), dtype=torch.float64))
-    per_node = bym2_scaling(load_scotland_lip_cancer(islands=True).adjacency, per_node=True)
+    per_node = bym2_scaling_per_node(load_scotland_lip_cancer(islands=True).adjacency)
     assert per_node[[5, 7, 10]].tolist() == [1.0, 1.0, 1.0]
 
 

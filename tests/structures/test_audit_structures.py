@@ -1,4 +1,4 @@
-"""Issue 15 audit: constrained ICAR variances of isolated nodes, matern_marginal_variance checks, scalar
+"""Issue 15 audit: constrained ICAR variances of isolated nodes, matern_marginal_variance checks, the shapes of
 hyper-parameters, boolean flags."""
 
 import math
@@ -13,6 +13,7 @@ from sparseprec.structures import (
     adjacency_from_pairs,
     ar1,
     bym2_scaling,
+    bym2_scaling_per_node,
     car,
     constrained_icar_variances,
     matern_marginal_variance,
@@ -52,14 +53,19 @@ def test_isolated_node_variance_zero_and_agrees_with_icar_distribution():
 
 
 def test_bym2_per_node_with_islands_still_one():
-    factors = bym2_scaling(adjacency_from_pairs([(0, 1), (1, 2)], n=4), per_node=True)
+    factors = bym2_scaling_per_node(adjacency_from_pairs([(0, 1), (1, 2)], n=4))
     assert float(factors[3]) == 1.0
 
 
-@pytest.mark.parametrize("per_node", ["x", 1, None])
-def test_bym2_per_node_must_be_bool(per_node):
-    with pytest.raises(TypeError, match=r"per_node must be a bool"):
-        bym2_scaling(adjacency_from_pairs([(0, 1), (1, 2)]), per_node=per_node)
+def test_bym2_scaling_is_a_float_and_per_node_a_tensor():
+    # two functions with fixed return types (there used to be one whose return type depended on a flag)
+    connected = adjacency_from_pairs([(0, 1), (1, 2)])
+    assert isinstance(bym2_scaling(connected), float)
+    factors = bym2_scaling_per_node(connected)
+    assert isinstance(factors, torch.Tensor) and factors.shape == (3,)
+    torch.testing.assert_close(factors, torch.full((3,), bym2_scaling(connected), dtype=F64))
+    with pytest.raises(ValueError, match="2 connected components: use bym2_scaling_per_node"):
+        bym2_scaling(adjacency_from_pairs([(0, 1), (2, 3)]))
 
 
 @pytest.mark.parametrize("islands", ["no", 0, None])
@@ -87,7 +93,7 @@ def test_matern_marginal_variance_tensor_is_differentiable():
     "kwargs, error, message",
     [
         ({"kappa": 1.0, "tau": -1.0}, ValueError, r"tau must be positive and finite"),
-        ({"kappa": 0.0, "tau": 1.0}, ValueError, r"kappa and tau must be positive and finite"),
+        ({"kappa": 0.0, "tau": 1.0}, ValueError, r"kappa must be positive and finite, got 0.0"),
         ({"kappa": float("nan"), "tau": 1.0}, ValueError, r"must be positive and finite"),
         ({"kappa": 1.0, "tau": 1.0, "d": 0}, ValueError, r"d must be a positive int"),
         ({"kappa": 1.0, "tau": 1.0, "d": 2.5}, TypeError, r"d must be an int"),
@@ -103,15 +109,14 @@ def test_matern_marginal_variance_refuses(kwargs, error, message):
 
 
 @pytest.mark.parametrize("shape", [(1,), (1, 1), (2,)])
-def test_scalar_hyper_parameters_must_be_0d(shape):
+def test_batched_hyper_parameters_give_a_batch_of_precisions(shape):
+    # a hyper-parameter of shape (1,) or (1, 1) used to be refused: it is now a batch (tests/structures/
+    # test_batched_builders.py checks the values); only 0-D parameters give an unbatched (n, n) matrix
     A = adjacency_from_pairs([(0, 1), (1, 2)])
     rho = torch.full(shape, 0.5, dtype=F64)
-    with pytest.raises(ValueError, match=r"rho must be a scalar \(a 0-D tensor\), got a tensor of shape"):
-        car(A, rho)
-    with pytest.raises(ValueError, match=r"rho must be a scalar"):
-        ar1(4, rho)
-    with pytest.raises(ValueError, match=r"tau must be a scalar"):
-        car(A, 0.5, tau=torch.ones(shape, dtype=F64))
+    assert car(A, rho).shape == (*shape, 3, 3)
+    assert ar1(4, rho).shape == (*shape, 4, 4)
+    assert car(A, 0.5, tau=torch.ones(shape, dtype=F64)).shape == (*shape, 3, 3)
 
 
 def test_scalar_hyper_parameter_0d_tensor_kept_differentiable():
@@ -122,5 +127,5 @@ def test_scalar_hyper_parameter_0d_tensor_kept_differentiable():
 
 
 def test_bool_tensor_hyper_parameter_refused():
-    with pytest.raises(TypeError, match=r"rho must be a float or a 0-D floating tensor, got a bool tensor"):
+    with pytest.raises(TypeError, match=r"rho must be a float or a real floating tensor, got a torch.bool tensor"):
         ar1(4, torch.tensor(True))

@@ -114,8 +114,8 @@ def test_integer_sizes_of_any_integer_type_are_accepted(shape):
         (lambda: rw1(4.5), TypeError, "n must be an int, got float 4.5"),
         (lambda: rw2(True), TypeError, "n must be an int, got a bool"),
         (lambda: ar1(3.5, 0.5), TypeError, "n must be an int, got float 3.5"),
-        (lambda: ar1(1, 0.5), ValueError, "ar1 needs n >= 2, got 1"),
-        (lambda: rw1(1), ValueError, "an RW1 needs n >= 2 points, got 1"),
+        (lambda: ar1(1, 0.5), ValueError, r"n must be an int >= 2 \(ar1 needs two time points\), got 1"),
+        (lambda: rw1(1), ValueError, r"n must be an int >= 2 \(an RW1 needs 2 points\), got 1"),
         (lambda: matern_spde((3, 3), 1.0, alpha=2.0), TypeError, "alpha must be an int, got float 2.0"),
         (lambda: matern_spde((3, 3), 1.0, alpha=True), TypeError, "alpha must be an int, got a bool"),
         (lambda: matern_spde((3, 3), 1.0, spacing=math.inf), ValueError, "spacing must be positive and finite"),
@@ -125,9 +125,9 @@ def test_integer_sizes_of_any_integer_type_are_accepted(shape):
         # a tau given by position lands on the flag: it used to make a cyclic walk with tau = 1
         (lambda: rw1(10, 2.0), TypeError, r"cyclic must be a bool, got float 2.0 \(give tau by keyword"),
         (lambda: rw2(10, 0.5), TypeError, r"cyclic must be a bool, got float 0.5 \(give tau by keyword"),
-        (lambda: grid_laplacian((3, 3), periodic=1), TypeError, "periodic must be a bool, got int 1"),
+        (lambda: grid_laplacian((3, 3), cyclic=1), TypeError, "cyclic must be a bool, got int 1"),
         (lambda: adjacency_from_pairs([(0, 1)], n=2.5), TypeError, "n must be an int, got float 2.5"),
-        (lambda: adjacency_from_pairs([], n=-1), ValueError, "n must be >= 0, got -1"),
+        (lambda: adjacency_from_pairs([], n=-1), ValueError, "n must be a non-negative int, got -1"),
         (lambda: icar(PATH, dtype=torch.int64), TypeError, "dtype must be torch.float32 or torch.float64"),
         (lambda: graph_laplacian(PATH, dtype=torch.float16), TypeError, "dtype must be torch.float32 or"),
         (lambda: grid_laplacian((2, 2), dtype=torch.int32), TypeError, "dtype must be torch.float32 or"),
@@ -141,7 +141,7 @@ def test_sizes_and_settings_are_checked_with_a_clear_message(build, error, messa
 
 def test_flags_given_as_bools_still_work():
     torch.testing.assert_close(rw1(5, np.bool_(True), tau=2.0).to_dense(), rw1(5, cyclic=True, tau=2.0).to_dense())
-    assert grid_laplacian((3, 3), periodic=True).shape == (9, 9)
+    assert grid_laplacian((3, 3), cyclic=True).shape == (9, 9)
 
 
 def test_numpy_integer_sizes_are_accepted():
