@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from .._validation import check_sparse_matrix
-from ..ops import sparse_csr_tensor
 from ..ops._values import stored_values
 from ..pattern import Assembly, SparsePattern, pattern_of
 from ._pairs import product_pattern
+from ._precision import batched_csr, precision_values, shared_pattern
 
 __all__ = ["posterior_precision", "noise_weights"]
 
@@ -94,6 +94,9 @@ def posterior_precision(Q: torch.Tensor, A: torch.Tensor, w: torch.Tensor) -> to
     r""":math:`Q + A^\top \mathrm{diag}(w) A` as a sparse CSR matrix, differentiable w.r.t. the stored values of
     ``Q`` and ``A`` and w.r.t. ``w``.
 
+    ``Q`` may be a batch ``(*pbatch, n, n)`` on one shared pattern (``A`` and ``w`` shared): the result is then the
+    batch ``(*pbatch, n, n)`` of posterior precisions, again on one shared pattern (expanded index data).
+
     ``ValueError`` names ``obs_matrix`` when ``A`` has the wrong shape or a non-finite stored value (checked always:
     it would otherwise surface as a non-finite value of the posterior precision).
 
@@ -116,8 +119,10 @@ def posterior_precision(Q: torch.Tensor, A: torch.Tensor, w: torch.Tensor) -> to
         raise ValueError(
             f"obs_matrix must have the precision's dtype {Q.dtype} and device {Q.device}, got {A.dtype}, {A.device}"
         )
-    q_pattern, a_pattern = pattern_of(Q), pattern_of(A, "obs_matrix")
-    q_values = stored_values(Q, q_pattern)
+    shared = shared_pattern(Q)
+    q_pattern = pattern_of(Q) if Q.dim() == 2 else shared.element_pattern()
+    q_values = precision_values(Q, shared)  # (B, nnz)
+    a_pattern = pattern_of(A, "obs_matrix")
     a_values = stored_values(A, a_pattern)
     finite = torch.isfinite(a_values.detach())
     if not bool(finite.all()):
@@ -130,5 +135,6 @@ def posterior_precision(Q: torch.Tensor, A: torch.Tensor, w: torch.Tensor) -> to
     gram_terms = a_values[first] * a_values[second] * w[a_pattern.row.long()[first]]
     gram_values = gram_terms.new_zeros(gram_keys.numel()).index_add(0, inverse, gram_terms)
     crow, col, merge, size = _union(q_pattern, a_pattern, n)
-    values = q_values.new_zeros(size).index_add(0, merge, torch.cat([q_values, gram_values]))
-    return sparse_csr_tensor(crow, col, values, (n, n))
+    terms = torch.cat([q_values, gram_values.expand(q_values.shape[0], -1)], dim=1)
+    values = terms.new_zeros(terms.shape[0], size).index_add(1, merge, terms)
+    return batched_csr(crow, col, values.reshape(shared.batch_shape + (size,)), n)

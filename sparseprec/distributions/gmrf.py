@@ -1,4 +1,4 @@
-"""``GMRF``: a Gaussian Markov random field given by its sparse precision matrix."""
+"""``GMRF``: a Gaussian Markov random field given by its sparse precision matrix (or a batch of them)."""
 
 from __future__ import annotations
 
@@ -6,29 +6,25 @@ import math
 import warnings
 
 import torch
-from torch.distributions import Distribution, constraints
-from torch.distributions.utils import _standard_normal
+from torch.distributions import constraints
 
 from .._validation import check_sparse_matrix
-from ..cholesky import CholeskyFactor, cholesky, diag_inverse, slq_logdet, sparse_cholesky_solve, sparse_logdet
-from ..errors import NotPositiveDefiniteError
-from ..ops import sparse_generic_solve, sparse_mm
-from ..pattern import pattern_of
-from ..solvers import CG
+from ..cholesky import slq_logdet, sparse_cholesky_solve
+from ..ops import sparse_mm
+from ..solvers import CG, sparse_generic_solve
 from ..structures import car
 from . import sparse_mvn
-from ._checks import check_like, check_vector
-from ._copy import SparseDeepCopy
-from ._precision import quadratic_form, sample_with_factor
+from ._checks import check_vector
+from ._precision import LOG_2PI, EachMatrix, SparsePrecisionGaussian, to_blocks
 from .conditioning import noise_weights, posterior_precision
 from .constraints import sparse_symmetric_positive_diagonal
 
 __all__ = ["GMRF", "CAR"]
 
-_LOG_2PI = math.log(2 * math.pi)
+_each_symmetric = EachMatrix(sparse_symmetric_positive_diagonal)
 
 
-class GMRF(SparseDeepCopy, Distribution):
+class GMRF(SparsePrecisionGaussian):
     r"""Gaussian Markov random field :math:`x \sim N(\mu, Q^{-1})` with a sparse symmetric positive definite ``Q``.
 
     .. math::
@@ -48,15 +44,23 @@ class GMRF(SparseDeepCopy, Distribution):
     pattern, so a training loop that rebuilds ``GMRF`` with new values of a fixed pattern only refactorises
     numerically.
 
+    A batch of precisions ``(*pbatch, n, n)`` on one shared pattern (as the builders return for batched
+    hyper-parameters, e.g. ``ar1(n, rho)`` with ``rho`` of shape ``(4,)``) gives one GMRF per element: the batch shape
+    is the broadcast of ``loc.shape[:-1]`` and ``pbatch``, as for torch's ``MultivariateNormal``; each element is
+    factorised once (numerically only, the pattern's analysis is shared), its log-determinant is exact with its
+    gradient w.r.t. that element's values, and the quadratic forms of all elements are one batched sparse product.
+
     Parameters
     ----------
     loc : torch.Tensor
-        Mean, shape ``(..., n)``, any batch shape (the batch shares ``Q``).
+        Mean, shape ``(..., n)``; its batch dimensions broadcast with the precision's.
     precision : torch.Tensor
-        Sparse COO or CSR ``(n, n)``, both triangles stored, symmetric, every diagonal entry stored; same dtype and
-        device as ``loc`` (CUDA tensors are factorised on the CPU).
+        Sparse COO or CSR ``(n, n)`` shared by the batch, or a batch ``(*pbatch, n, n)`` (CSR, or COO ``(b, n, n)``)
+        whose elements store one pattern; both triangles stored, symmetric, every diagonal entry stored; same dtype
+        and device as ``loc`` (CUDA tensors are factorised on the CPU).
     logdet : str
-        ``"cholesky"`` (exact, default) or ``"slq"`` (stochastic; ``rsample`` and ``variance`` still factorise).
+        ``"cholesky"`` (exact, default) or ``"slq"`` (stochastic, unbatched precisions only; ``rsample`` and
+        ``variance`` still factorise).
     backend, ordering : str, optional
         Passed to :func:`sparseprec.cholesky.cholesky`.
     slq_options : dict, optional
@@ -71,9 +75,10 @@ class GMRF(SparseDeepCopy, Distribution):
     TypeError
         ``precision`` not sparse COO/CSR, ``loc`` and ``precision`` of different dtypes.
     ValueError
-        A batched or non-square ``precision``, an empty one (``(0, 0)``: use :class:`SparseMultivariateNormal` for an
-        empty event), ``loc`` of the wrong size, an unknown ``logdet``; with validation, a precision that is not
-        positive definite.
+        A non-square ``precision``, an empty one (``(0, 0)``: use :class:`SparseMultivariateNormal` for an empty
+        event), a batched one whose elements store different patterns, ``loc`` of the wrong size or a batch shape
+        that does not broadcast with the precision's, an unknown ``logdet`` or ``"slq"`` with a batched precision; with
+        validation, a precision that is not positive definite.
 
     Notes
     -----
@@ -94,10 +99,17 @@ class GMRF(SparseDeepCopy, Distribution):
     >>> d.log_prob(x).sum().backward()
     >>> rho.grad is not None
     True
-    """
 
-    support = constraints.real_vector
-    has_rsample = True
+    A batch of four precisions on one pattern:
+
+    >>> from sparseprec import sparse_csr_tensor
+    >>> Q = ar1(5, 0.5)
+    >>> values = Q.values() * torch.arange(1.0, 5.0, dtype=torch.float64)[:, None]  # (4, nnz): Q, 2Q, 3Q, 4Q
+    >>> crow, col = Q.crow_indices().expand(4, 6), Q.col_indices().expand(4, Q.values().numel())
+    >>> d = GMRF(torch.zeros(5, dtype=torch.float64), sparse_csr_tensor(crow, col, values, (4, 5, 5)))
+    >>> d.batch_shape, d.log_prob(torch.zeros(5, dtype=torch.float64)).shape
+    (torch.Size([4]), torch.Size([4]))
+    """
 
     def __init__(
         self,
@@ -110,36 +122,29 @@ class GMRF(SparseDeepCopy, Distribution):
         slq_options: dict | None = None,
         validate_args: bool | None = None,
     ):
-        precision = check_sparse_matrix(precision, "precision", square=True)
-        if precision.dim() != 2:
-            raise ValueError(
-                f"precision must be one (n, n) matrix shared by the batch, got shape {tuple(precision.shape)}"
-            )
-        pattern_of(precision, "precision")  # its index data checked (once per pattern) before the constraints read it
-        loc = check_vector(loc, "loc")
-        n = precision.shape[-1]
+        batch_shape = self._set_precision(loc, precision)
+        n = self.precision.shape[-1]
         if n == 0:
             # the sparse Cholesky layer has nothing to factorise; SparseMultivariateNormal covers the empty event
             raise ValueError("precision must be at least 1 x 1 (a GMRF of n >= 1 variables), got shape (0, 0)")
-        check_like(loc, "loc", precision, "precision", n)
         if logdet not in ("cholesky", "slq"):
             raise ValueError(f"logdet must be 'cholesky' or 'slq', got {logdet!r}")
-        self.loc = loc
-        self.precision = precision
+        if logdet == "slq" and self._pbatch:
+            raise ValueError(
+                "logdet='slq' takes one (n, n) precision; got a batched precision of shape "
+                f"{tuple(self.precision.shape)} (use logdet='cholesky', or one GMRF per element)"
+            )
         self.logdet_method = logdet
         self._backend, self._ordering = backend, ordering
         self._slq_options = dict(slq_options or {})
-        self._factor: CholeskyFactor | None = None
-        super().__init__(loc.shape[:-1], torch.Size((n,)), validate_args=validate_args)
+        super().__init__(batch_shape, torch.Size((n,)), validate_args=validate_args)
         if self._validate_args:
-            try:
-                self._cholesky()
-            except NotPositiveDefiniteError as error:
-                raise ValueError(f"Expected parameter precision to be positive definite: {error}") from error
+            self._factor_check()
 
     @property
     def arg_constraints(self) -> dict[str, constraints.Constraint]:
-        return {"loc": constraints.real_vector, "precision": sparse_symmetric_positive_diagonal}
+        precision = sparse_symmetric_positive_diagonal if self.precision.dim() == 2 else _each_symmetric
+        return {"loc": constraints.real_vector, "precision": precision}
 
     @staticmethod
     def from_cholesky(
@@ -169,80 +174,25 @@ class GMRF(SparseDeepCopy, Distribution):
             loc, precision_tril=precision_tril, diagonal=diagonal, validate_args=validate_args
         )
 
-    def _cholesky(self) -> CholeskyFactor:
-        if self._factor is None:
-            self._factor = cholesky(self.precision.detach(), backend=self._backend, ordering=self._ordering)
-        return self._factor
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(GMRF, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.loc = self.loc.expand(batch_shape + self.event_shape)
-        new.precision, new.logdet_method = self.precision, self.logdet_method
-        new._backend, new._ordering, new._slq_options = self._backend, self._ordering, self._slq_options
-        new._factor = self._factor
-        super(GMRF, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    # ---- helpers ----------------------------------------------------------------------------------------------------
+    # ---- the precision's log-determinant and draws -----------------------------------------------------------------
     def _log_det_precision(self) -> torch.Tensor:
+        r""":math:`\log\det Q` of every precision element, shape ``pbatch``."""
         if self.logdet_method == "slq":
             return slq_logdet(self.precision, **self._slq_options)
-        return sparse_logdet(self.precision, factor=self._cholesky())
+        return self._factored_logdet()
 
-    def _quadratic(self, value: torch.Tensor) -> torch.Tensor:
-        return quadratic_form(self.precision, value - self.loc, self.batch_shape + self.event_shape)
+    def _draw(self, shape: torch.Size) -> torch.Tensor:
+        return self._factor_draw(shape, self.event_shape[0])
 
-    # ---- torch.distributions API ------------------------------------------------------------------------------------
     @property
     def mean(self) -> torch.Tensor:
         return self.loc
 
     @property
-    def mode(self) -> torch.Tensor:
-        return self.loc
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        n = self.event_shape[0]
-        return -0.5 * (self._quadratic(value) + n * _LOG_2PI) + 0.5 * self._log_det_precision()
-
-    def entropy(self) -> torch.Tensor:
-        n = self.event_shape[0]
-        return (0.5 * n * (1.0 + _LOG_2PI) - 0.5 * self._log_det_precision()).expand(self.batch_shape)
-
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
-        if torch.is_grad_enabled() and self.precision.requires_grad:
-            raise NotImplementedError(
-                "GMRF.rsample is reparameterised w.r.t. loc only and precision requires grad: the pathwise gradient "
-                "w.r.t. Q needs the dense derivative of its Cholesky factor. Use sample() (no gradient), detach the "
-                "precision, or SparseMultivariateNormal(loc, precision_tril=L) to learn a precision through samples"
-            )
-        factor = self._cholesky()
-        eps = _standard_normal(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
-        return self.loc + sample_with_factor(factor, eps)
-
-    @property
     def variance(self) -> torch.Tensor:
         r""":math:`\mathrm{diag}(Q^{-1})` by selected inversion, ``batch_shape + (n,)`` (exact; no gradient to Q)."""
-        if torch.is_grad_enabled() and self.precision.requires_grad:
-            warnings.warn(
-                "GMRF.variance carries no gradient w.r.t. the precision (it would need the dense inverse); the result "
-                "is detached",
-                stacklevel=2,
-            )
-        return diag_inverse(self._cholesky()).expand(self.batch_shape + self.event_shape)
-
-    @property
-    def stddev(self) -> torch.Tensor:
-        return self.variance.sqrt()
-
-    @property
-    def precision_matrix(self) -> torch.Tensor:
-        """``Q`` itself (sparse, shared by the batch; not expanded over the batch dimensions)."""
-        return self.precision
+        self._warn_detached("variance")
+        return self._factor_diag_inverse().expand(self.batch_shape + self.event_shape)
 
     @property
     def covariance_matrix(self) -> torch.Tensor:
@@ -251,7 +201,8 @@ class GMRF(SparseDeepCopy, Distribution):
         if n > sparse_mvn.DENSE_WARNING_SIZE:
             warnings.warn(f"covariance_matrix of a GMRF with n = {n} builds a dense {n} x {n} matrix", stacklevel=2)
         eye = torch.eye(n, dtype=self.loc.dtype, device=self.loc.device)
-        return self._cholesky().solve(eye).expand(self.batch_shape + (n, n))
+        inverses = torch.stack([factor.solve(eye) for factor in self._cholesky()]).reshape(self._pbatch + (n, n))
+        return inverses.expand(self.batch_shape + (n, n))
 
     # ---- conjugate observations -------------------------------------------------------------------------------------
     def condition(
@@ -328,27 +279,30 @@ class GMRF(SparseDeepCopy, Distribution):
         n, m = self.event_shape[0], A.shape[0]
         batch = torch.broadcast_shapes(self.batch_shape, y.shape[:-1])
         loc = self.loc.expand(batch + self.event_shape)
-        if m == 0:
-            # no observations: Q_post = Q + 0 (same values; Q's factor serves) and the prior's mean
-            mean, factor = loc, self._factor
-        else:
-            columns = math.prod(batch)  # explicit: -1 is ambiguous when a dimension has size 0
-            loc_columns = loc.reshape(columns, n).transpose(0, 1)
-            residual = y.expand(batch + (m,)).reshape(columns, m).transpose(0, 1) - sparse_mm(A, loc_columns)
-            rhs = sparse_mm(A, w.unsqueeze(-1) * residual, transpose=True)
-            factor = None
-            if solver == "cholesky":
-                factor = cholesky(Q_post.detach(), backend=self._backend, ordering=self._ordering)
-                delta = sparse_cholesky_solve(Q_post, rhs, factor=factor)
-            else:
-                delta = sparse_generic_solve(Q_post, rhs, solve=CG() if solver == "cg" else solver)
-            mean = loc + delta.transpose(0, 1).reshape(batch + self.event_shape)
         posterior = GMRF(
-            mean, Q_post, logdet=self.logdet_method, backend=self._backend, ordering=self._ordering,
+            loc, Q_post, logdet=self.logdet_method, backend=self._backend, ordering=self._ordering,
             slq_options=self._slq_options, validate_args=False,
         )  # fmt: skip
-        posterior._factor = factor
         posterior._validate_args = self._validate_args
+        if m == 0:
+            # no observations: Q_post = Q + 0 (same values; Q's factors serve) and the prior's mean
+            posterior._factor = self._factor
+            return posterior
+        columns = math.prod(batch)  # explicit: -1 is ambiguous when a dimension has size 0
+        loc_columns = loc.reshape(columns, n).transpose(0, 1)
+        residual = y.expand(batch + (m,)).reshape(columns, m).transpose(0, 1) - sparse_mm(A, loc_columns)
+        rhs = sparse_mm(A, w.unsqueeze(-1) * residual, transpose=True).transpose(0, 1).reshape(batch + (n,))
+        blocks, restore = to_blocks(rhs, self._pbatch)  # (B, n, S): the right-hand sides of each element
+        matrices = posterior._factored_matrices()
+        if solver == "cholesky":
+            deltas = [
+                sparse_cholesky_solve(M, b, factor=f)
+                for M, b, f in zip(matrices, blocks, posterior._cholesky(), strict=True)
+            ]
+        else:
+            solve = CG() if solver == "cg" else solver
+            deltas = [sparse_generic_solve(M, b, solve=solve) for M, b in zip(matrices, blocks, strict=True)]
+        posterior.loc = loc + restore(torch.stack(deltas))
         return posterior
 
     def log_marginal_likelihood(
@@ -385,27 +339,19 @@ class GMRF(SparseDeepCopy, Distribution):
             sparse_mm(obs_matrix, x.reshape(columns, n).transpose(0, 1)).transpose(0, 1).reshape(x.shape[:-1] + (m,))
         )
         r = y - fitted
-        log_likelihood = -0.5 * (w * r.square()).sum(-1) + 0.5 * w.log().sum() - 0.5 * m * _LOG_2PI
+        log_likelihood = -0.5 * (w * r.square()).sum(-1) + 0.5 * w.log().sum() - 0.5 * m * LOG_2PI
         # log p(x* | y) at the posterior's own mean: its quadratic form is zero
-        log_posterior = 0.5 * posterior._log_det_precision() - 0.5 * n * _LOG_2PI
+        log_posterior = 0.5 * posterior._log_det_precision() - 0.5 * n * LOG_2PI
         return log_likelihood + self.log_prob(x) - log_posterior
-
-    def __repr__(self) -> str:
-        nnz = self.precision._nnz() if self.precision.layout == torch.sparse_coo else self.precision.values().numel()
-        return (
-            f"{type(self).__name__}(loc: {tuple(self.loc.shape)}, precision: {tuple(self.precision.shape)} with {nnz} "
-            "stored entries)"
-        )
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_factor"] = None  # the backend's numeric factor is not picklable; it is recomputed on demand
-        return state
 
 
 class CAR(GMRF):
     r"""The proper CAR model :math:`x \sim N(\mu, Q^{-1})`, :math:`Q = \tau (D - \rho W)`
     (:func:`sparseprec.structures.car`), differentiable in ``rho`` and ``tau``.
+
+    Tensors ``rho`` and ``tau`` with batch dimensions give a batch of CAR models on the one adjacency: the batch shape
+    is the broadcast of ``rho``'s, ``tau``'s and ``loc``'s batch shapes (one factorisation per element of the
+    precision's batch; see :class:`GMRF`).
 
     Examples
     --------
@@ -433,6 +379,3 @@ class CAR(GMRF):
         if loc is None:
             loc = torch.zeros(precision.shape[-1], dtype=precision.dtype, device=precision.device)
         super().__init__(loc, precision, validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        return super().expand(batch_shape, _instance=self._get_checked_instance(CAR, _instance))

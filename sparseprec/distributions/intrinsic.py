@@ -28,37 +28,29 @@ constant :math:`\tfrac12\log|Q|^* - \tfrac{n-k}{2}\log 2\pi`; here the constant 
 
 from __future__ import annotations
 
-import math
-import warnings
-
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 import torch
-from torch.distributions import Distribution, constraints
-from torch.distributions.utils import _standard_normal
+from torch.distributions import constraints
 
-from .._validation import check_same_dtype_device, check_sparse_matrix
-from ..cholesky import CholeskyFactor, cholesky, diag_inverse, sparse_logdet
+from .._validation import check_same_dtype_device
 from ..errors import NotPositiveDefiniteError
-from ..ops import sparse_csr_tensor, sparse_mm
-from ..ops._values import stored_values
-from ..pattern import crow_from_rows, pattern_of
+from ..ops import sparse_mm
+from ..pattern import SparsePattern, crow_from_rows, pattern_of
 from ..structures import icar
-from ._checks import check_like, check_vector
-from ._copy import SparseDeepCopy
-from ._precision import quadratic_form, sample_with_factor
-from .subspace import AffineSubspace
+from ._checks import check_vector
+from ._precision import SharedPattern, SparsePrecisionGaussian, batched_csr, check_precision, shared_pattern
+from .subspace import AffineSubspace, constraint_gap, log_volume, project
 
 __all__ = ["IntrinsicGMRF", "ICAR", "component_constraints"]
 
-_LOG_2PI = math.log(2 * math.pi)
-
 
 def component_constraints(precision: torch.Tensor) -> torch.Tensor:
-    """Sum-to-zero constraint rows, one per connected component of ``precision``'s sparsity graph, ``(k, n)``."""
-    pattern = pattern_of(precision)
+    """Sum-to-zero constraint rows, one per connected component of ``precision``'s sparsity graph, ``(k, n)`` (for a
+    batch on one pattern, of the shared pattern)."""
+    pattern = _element_pattern(check_precision(precision, "precision"))
     n = precision.shape[-1]
     row, col = pattern.row.long().cpu().numpy(), pattern.col.long().cpu().numpy()
     graph = sp.coo_matrix((np.ones(row.size), (row, col)), shape=(n, n))
@@ -68,7 +60,12 @@ def component_constraints(precision: torch.Tensor) -> torch.Tensor:
     return C.to(precision.device)
 
 
-class IntrinsicGMRF(SparseDeepCopy, Distribution):
+def _element_pattern(precision: torch.Tensor) -> SparsePattern:
+    """The pattern of one element of a (possibly batched) precision."""
+    return pattern_of(precision, "precision") if precision.dim() == 2 else shared_pattern(precision).element_pattern()
+
+
+class IntrinsicGMRF(SparsePrecisionGaussian):
     r"""Intrinsic GMRF: rank-deficient sparse precision with linear constraints spanning its null space.
 
     See the module docstring for the density, the generalised determinant and the sampler.
@@ -76,9 +73,11 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
     Parameters
     ----------
     loc : torch.Tensor
-        ``(..., n)``, any batch shape.
+        ``(..., n)``; its batch dimensions broadcast with the precision's and ``constraint_value``'s.
     precision : torch.Tensor
-        Sparse COO/CSR ``(n, n)`` symmetric positive semi-definite (both triangles stored).
+        Sparse COO/CSR ``(n, n)`` symmetric positive semi-definite (both triangles stored), or a batch
+        ``(*pbatch, n, n)`` of them on one shared pattern and with one null space (e.g. ``rw1(n, tau=tau)`` with
+        ``tau`` of shape ``(4,)``): the constraint is shared by the batch, each element is factorised once.
     constraint_matrix : torch.Tensor, optional
         Dense ``(k, n)`` with rank ``k`` whose rows span the null space of ``precision`` (checked: ``Q Cᵀ ≈ 0``).
         Default: a sum-to-zero row per connected component of the precision's graph (right for ICAR, RW1, graph
@@ -98,7 +97,8 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
         non-floating dtype; ``constraint_value`` of another dtype than ``loc``.
     ValueError
         ``constraint_matrix`` not ``(k, n)``, not finite, not of full row rank, or not spanning the null space of
-        ``precision``; ``constraint_value`` 0-D, not ``(..., k)``, or not finite.
+        ``precision`` (of every element of a batch); ``constraint_value`` 0-D, not ``(..., k)``, or not finite; a
+        batched ``precision`` whose elements store different patterns; batch shapes that do not broadcast.
 
     Notes
     -----
@@ -118,7 +118,6 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
     (True, torch.Size([2]))
     """
 
-    has_rsample = True
     arg_constraints = {"loc": constraints.real_vector}
 
     def __init__(
@@ -132,28 +131,28 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
         ordering: str | None = None,
         validate_args: bool | None = None,
     ):
-        precision = check_sparse_matrix(precision, "precision", square=True)
-        if precision.dim() != 2:
-            raise ValueError(f"precision must be one (n, n) matrix, got shape {tuple(precision.shape)}")
-        pattern_of(precision, "precision")  # its index data checked (once per pattern) before the constraints read it
-        loc = check_vector(loc, "loc")
-        n = precision.shape[-1]
-        check_like(loc, "loc", precision, "precision", n)
-        C = component_constraints(precision) if constraint_matrix is None else constraint_matrix
-        C = self._check_constraints(C, precision)
+        batch_shape = self._set_precision(loc, precision)
+        n = self.precision.shape[-1]
+        C = component_constraints(self.precision) if constraint_matrix is None else constraint_matrix
+        C = self._check_constraints(C, self.precision)
         if constraint_value is None:
-            e = C @ loc.unsqueeze(-1)
+            e = C @ self.loc.unsqueeze(-1)
         else:
-            e = self._check_constraint_value(constraint_value, loc).unsqueeze(-1)
+            e = self._check_constraint_value(constraint_value, self.loc).unsqueeze(-1)
         if e.shape[-2] != C.shape[0]:
             raise ValueError(f"constraint_value must have shape (..., {C.shape[0]}), got {tuple(e.shape[:-1])}")
-        batch_shape = torch.broadcast_shapes(loc.shape[:-1], e.shape[:-2])
-        self.loc, self.precision = loc.expand(batch_shape + (n,)), precision
+        try:
+            batch_shape = torch.broadcast_shapes(batch_shape, e.shape[:-2])
+        except RuntimeError as error:
+            raise ValueError(
+                f"the batch shapes of loc and precision {tuple(batch_shape)} and of constraint_value "
+                f"{tuple(e.shape[:-2])} do not broadcast together"
+            ) from error
+        self.loc = self.loc.expand(batch_shape + (n,))
         self._n = n
         self.constraint_matrix, self.constraint_value = C, e.squeeze(-1)
         self._backend, self._ordering = backend, ordering
         self._setup_pinning()
-        self._factor: CholeskyFactor | None = None
         self._check_null_space()
         super().__init__(batch_shape, torch.Size((n,)), validate_args=validate_args)
 
@@ -164,12 +163,12 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
             f"{self.constraint_matrix.shape[0]} constraints), but the precision pinned at k nodes is singular"
         )
         try:
-            factor = self._cholesky()
+            factors = self._cholesky()
         except NotPositiveDefiniteError as error:
             raise ValueError(message) from error
-        diagonal = factor.diagonal().abs()
-        scale = float(self._reduced.detach().values().abs().max())
-        if float(diagonal.min()) ** 2 < 100 * self._n * torch.finfo(torch.float64).eps * scale:
+        smallest = min(float(factor.diagonal().abs().min()) for factor in factors)
+        scale = float(self._factored_values().detach().abs().max())
+        if smallest**2 < 100 * self._n * torch.finfo(torch.float64).eps * scale:
             raise ValueError(message + " (a pivot of its Cholesky factor vanishes)")
 
     @staticmethod
@@ -200,8 +199,12 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
             raise ValueError("constraint_matrix must be finite, got a NaN or infinite entry")
         if C.shape[0] == 0 or torch.linalg.matrix_rank(C.detach()) < C.shape[0]:
             raise ValueError(f"constraint_matrix must have full row rank k >= 1, got shape {tuple(C.shape)}")
-        QC = sparse_mm(Q.detach(), C.detach().T.contiguous())
-        scale = float(pattern_of(Q).kernel_values(Q.detach()).abs().max()) * float(C.detach().abs().max())
+        with torch.no_grad():
+            shared = shared_pattern(Q)
+            Q_flat = Q if Q.dim() <= 3 else shared.flat(Q.values().reshape(shared.size, shared.nnz))
+            columns = C.T.contiguous() if Q_flat.dim() == 2 else C.T.expand(Q_flat.shape[0], -1, -1).contiguous()
+            QC = sparse_mm(Q_flat.detach(), columns)
+            scale = float(pattern_of(Q_flat).kernel_values(Q_flat.detach()).abs().max()) * float(C.abs().max())
         if float(QC.abs().max()) > 1e-8 * max(scale, 1.0) * Q.shape[-1]:
             raise ValueError(
                 "the rows of constraint_matrix must span the null space of precision (Q Cᵀ = 0), but |Q Cᵀ| reaches "
@@ -222,14 +225,14 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
         """
         C = self.constraint_matrix.detach().cpu().numpy()
         k, n = C.shape
-        degree = np.diff(pattern_of(self.precision).crow.long().cpu().numpy()).astype(np.float64)  # neighbours + 1
+        pattern = _element_pattern(self.precision)
+        degree = np.diff(pattern.crow.long().cpu().numpy()).astype(np.float64)  # neighbours + 1
         _, _, pivots = scipy.linalg.qr(C * degree[None, :], pivoting=True, mode="economic")
         pinned = np.sort(pivots[:k])
         keep = np.setdiff1d(np.arange(n), pinned)
         device = self.precision.device
         self._pinned = torch.from_numpy(pinned).to(device)
         self._keep = torch.from_numpy(keep).to(device)
-        pattern = pattern_of(self.precision)
 
         def reduced_pattern() -> tuple[torch.Tensor, ...]:
             new_index = np.full(n, -1)
@@ -244,16 +247,23 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
             )
 
         positions, crow, col = pattern.derived(("pinned_pattern", tuple(pinned.tolist())), reduced_pattern)
-        values = stored_values(self.precision, pattern).index_select(0, positions)
-        self._reduced = sparse_csr_tensor(crow, col, values, (keep.size, keep.size))
-        Cs = self.constraint_matrix[:, self._pinned]
-        C = self.constraint_matrix
-        self._log_det_offset = torch.logdet(C @ C.T) - 2 * torch.linalg.slogdet(Cs).logabsdet
+        self._positions = positions
+        self._pinned_shared = SharedPattern(crow, col, int(keep.size), self._pbatch)
 
-    def _cholesky(self) -> CholeskyFactor:
-        if self._factor is None:
-            self._factor = cholesky(self._reduced.detach(), backend=self._backend, ordering=self._ordering)
-        return self._factor
+    # ---- the pinned precision: what is factorised ----------------------------------------------------------------
+    @property
+    def _factored_pattern(self) -> SharedPattern:
+        return self._pinned_shared
+
+    def _factored_values(self) -> torch.Tensor:
+        return self._precision_values().index_select(1, self._positions)
+
+    @property
+    def _reduced(self) -> torch.Tensor:
+        r"""The pinned precision :math:`Q_{\bar S \bar S}`, CSR ``(*pbatch, n − k, n − k)``, differentiable."""
+        shared = self._pinned_shared
+        values = self._factored_values().reshape(self._pbatch + (shared.nnz,))
+        return batched_csr(shared.crow, shared.col, values, shared.n)
 
     @property
     def support(self) -> AffineSubspace:
@@ -267,43 +277,26 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
 
     def log_generalized_determinant(self) -> torch.Tensor:
         r""":math:`\log|Q|^*`, exact, differentiable in the precision's values (along null-space-preserving changes)."""
-        return sparse_logdet(self._reduced, factor=self._cholesky()) + self._log_det_offset
+        return self._factored_logdet() - 2 * log_volume(self.constraint_matrix, self._pinned)
 
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(IntrinsicGMRF, _instance)
-        batch_shape = torch.Size(batch_shape)
-        names = (
-            "precision",
-            "constraint_matrix",
-            "_backend",
-            "_ordering",
-            "_pinned",
-            "_keep",
-            "_reduced",
-            "_n",
-        )
-        for name in names:
-            setattr(new, name, getattr(self, name))
-        new._log_det_offset, new._factor = self._log_det_offset, self._factor
-        new.loc = self.loc.expand(batch_shape + self.event_shape)
+    def _log_det_precision(self) -> torch.Tensor:
+        return self.log_generalized_determinant()
+
+    @property
+    def _dimension(self) -> int:
+        return self.rank
+
+    def _expand_state(self, new: SparsePrecisionGaussian, batch_shape: torch.Size) -> None:
+        super()._expand_state(new, batch_shape)
         new.constraint_value = self.constraint_value.expand(batch_shape + self.constraint_value.shape[-1:])
-        super(IntrinsicGMRF, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     # ---- helpers ----------------------------------------------------------------------------------------------------
-    def _project(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``x − Cᵀ (C Cᵀ)⁻¹ (C x − target)``: move along the null space onto ``C x = target``."""
-        C = self.constraint_matrix
-        gap = x @ C.T - target
-        return x - torch.linalg.solve(C @ C.T, gap.unsqueeze(-1)).squeeze(-1) @ C
-
     def _validate_sample(self, value: torch.Tensor) -> None:
         if not isinstance(value, torch.Tensor) or value.shape[-1:] != self.event_shape:
             super()._validate_sample(value)  # torch's message for a wrong type or shape
-        gap = (value @ self.constraint_matrix.T - self.constraint_value).detach().abs()
+        gap, norm = constraint_gap(self.constraint_matrix.detach(), self.constraint_value.detach(), value.detach())
         largest = float(value.detach().abs().max()) if value.numel() else 0.0  # no values (a zero-size batch)
-        scale = 1.0 + largest * float(self.constraint_matrix.abs().sum(-1).max())
+        scale = 1.0 + largest * float(norm)
         if bool((gap > 1e-6 * scale).any()):
             raise ValueError(
                 f"value does not satisfy the constraint C x = e of the IntrinsicGMRF: |C x − e| reaches "
@@ -314,73 +307,33 @@ class IntrinsicGMRF(SparseDeepCopy, Distribution):
     # ---- torch.distributions API ------------------------------------------------------------------------------------
     @property
     def mean(self) -> torch.Tensor:
-        return self._project(self.loc, self.constraint_value)
+        return project(self.constraint_matrix, self.loc, self.constraint_value)
 
-    @property
-    def mode(self) -> torch.Tensor:
-        return self.mean
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        quadratic = quadratic_form(self.precision, value - self.loc, self.batch_shape + self.event_shape)
-        return -0.5 * (quadratic + self.rank * _LOG_2PI) + 0.5 * self.log_generalized_determinant()
-
-    def entropy(self) -> torch.Tensor:
-        half = 0.5 * self.rank * (1.0 + _LOG_2PI) - 0.5 * self.log_generalized_determinant()
-        return half.expand(self.batch_shape)
-
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
-        if torch.is_grad_enabled() and self.precision.requires_grad:
-            raise NotImplementedError(
-                "IntrinsicGMRF.rsample is reparameterised w.r.t. loc only and precision requires grad; use sample() "
-                "or detach the precision"
-            )
-        factor = self._cholesky()
-        shape = self._extended_shape(sample_shape)
-        eps = _standard_normal(shape[:-1] + (self._keep.numel(),), dtype=self.loc.dtype, device=self.loc.device)
-        x = eps.new_zeros(shape)
-        x[..., self._keep] = sample_with_factor(factor, eps)  # the pinned model: x_S = 0
+    def _draw(self, shape: torch.Size) -> torch.Tensor:
+        # the pinned model (x_S = 0, x_S̄ ~ N(0, Q_S̄S̄⁻¹)) moved onto C x = e − C μ
+        x = self.loc.new_zeros(shape + self.event_shape)
+        x[..., self._keep] = self._factor_draw(shape, self._keep.numel())
         target = self.constraint_value - self.loc @ self.constraint_matrix.T
-        return self.loc + self._project(x, target)
+        return project(self.constraint_matrix, x, target)
 
     @property
     def variance(self) -> torch.Tensor:
         r"""Constrained marginal variances :math:`\mathrm{diag}(P \Sigma_0 P^\top)` (exact; no gradient to ``Q``)."""
-        if torch.is_grad_enabled() and self.precision.requires_grad:
-            warnings.warn("IntrinsicGMRF.variance carries no gradient w.r.t. the precision", stacklevel=2)
-        factor = self._cholesky()
-        n = self.event_shape[0]
+        self._warn_detached("variance")
+        n, keep = self.event_shape[0], self._keep
         C = self.constraint_matrix.detach()
-        s0 = C.new_zeros(n)
-        s0[self._keep] = diag_inverse(factor)
-        B = C.new_zeros(n, C.shape[0])  # Σ₀ Cᵀ
-        B[self._keep] = factor.solve(C[:, self._keep].T.contiguous())
         M = torch.linalg.inv(C @ C.T)
-        K = M @ (C @ B) @ M
-        variance = s0 - 2 * ((B @ M) * C.T).sum(-1) + ((C.T @ K) * C.T).sum(-1)
+        pinned_variances = self._factor_diag_inverse().reshape(-1, keep.numel())
+        variances = []
+        for factor, s in zip(self._cholesky(), pinned_variances, strict=True):
+            s0 = C.new_zeros(n)
+            s0[keep] = s
+            B = C.new_zeros(n, C.shape[0])  # Σ₀ Cᵀ
+            B[keep] = factor.solve(C[:, keep].T.contiguous())
+            K = M @ (C @ B) @ M
+            variances.append(s0 - 2 * ((B @ M) * C.T).sum(-1) + ((C.T @ K) * C.T).sum(-1))
+        variance = torch.stack(variances).reshape(self._pbatch + (n,))
         return variance.expand(self.batch_shape + self.event_shape)
-
-    @property
-    def stddev(self) -> torch.Tensor:
-        return self.variance.sqrt()
-
-    @property
-    def precision_matrix(self) -> torch.Tensor:
-        return self.precision
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_factor"] = None
-        # derived from precision and constraint_matrix (and not a leaf when the precision requires grad): rebuilt
-        for name in ("_reduced", "_log_det_offset"):
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if "_reduced" not in state:
-            self._setup_pinning()
 
 
 class ICAR(IntrinsicGMRF):
@@ -413,6 +366,3 @@ class ICAR(IntrinsicGMRF):
         if loc is None:
             loc = torch.zeros(precision.shape[-1], dtype=precision.dtype, device=precision.device)
         super().__init__(loc, precision, validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        return super().expand(batch_shape, _instance=self._get_checked_instance(ICAR, _instance))

@@ -86,22 +86,23 @@ def kl_sparse_sparse(p: SparseMultivariateNormal, q: SparseMultivariateNormal) -
     True
     """
     _check_event_shapes(p, q)
-    if p._form != "scale" or q._form != "precision":
+    wp, wq = p._whitener, q._whitener
+    if not (wp.sparse_covariance and wq.sparse_precision):
         raise NotImplementedError(
             f"KL(SparseMultivariateNormal[{p.parameterization}] || SparseMultivariateNormal[{q.parameterization}]) has "
             "no exact sparse formula: it needs p in a scale form and q in a precision form (otherwise the trace term "
             "involves a dense inverse); use a Monte-Carlo estimate"
         )
-    fp, fq = p._factor, q._factor
+    fp, fq = wp.factor, wq.factor
     if fp.batch != fq.batch:
         raise NotImplementedError(
             "KL between SparseMultivariateNormals needs factors with the same batch size, got "
             f"{fp.batch} and {fq.batch}"
         )
     n, N = fp.n, fp.N
-    batch = torch.broadcast_shapes(p._diag.shape[:-1], q._diag.shape[:-1], fp.batch_shape)
-    keys_p, values_p = fp.product(p._diag.expand(batch + p.event_shape))
-    keys_q, values_q = fq.product(q._diag.expand(batch + q.event_shape))
+    batch = torch.broadcast_shapes(wp.batch_shape, wq.batch_shape)
+    keys_p, values_p = wp.covariance_entries(batch)
+    keys_q, values_q = wq.precision_entries(batch)
     position = torch.searchsorted(keys_p, keys_q).clamp_(max=max(keys_p.numel() - 1, 0))
     match = keys_p[position] == keys_q
     terms = values_q[match] * values_p[position[match]]  # (k, P)
@@ -128,16 +129,12 @@ def kl_independent_normal_sparse(p: Independent, q: SparseMultivariateNormal) ->
     """
     _check_diagonal_normal(p, "SparseMultivariateNormal")
     _check_event_shapes(p, q)
-    if q._form != "precision":
+    if not q._whitener.sparse_precision:
         raise NotImplementedError(
             "KL(Independent(Normal) || SparseMultivariateNormal) needs q in a precision form (precision_tril): a scale "
             "form would need diag(Σ_q⁻¹), which has no sparse formula"
         )
-    factor = q._factor
-    d = q._diag
-    diagonal_q = factor.squared_matmul(
-        d.expand(torch.broadcast_shapes(d.shape[:-1], factor.batch_shape) + q.event_shape)
-    )
+    diagonal_q = q._whitener.precision_diagonal()
     return _kl_diagonal_normal(p, diagonal_q, q._mahalanobis(p.base_dist.loc), q._half_log_det_covariance())
 
 
@@ -156,18 +153,13 @@ def kl_mvn_sparse(p: MultivariateNormal, q: SparseMultivariateNormal) -> torch.T
     tensor(0.6363, dtype=torch.float64)
     """
     _check_event_shapes(p, q)
-    factor = q._factor
+    whitener = q._whitener
     S = p._unbroadcasted_scale_tril
-    batch = torch.broadcast_shapes(S.shape[:-2], factor.batch_shape)
+    batch = torch.broadcast_shapes(S.shape[:-2], whitener.factor.batch_shape)
     columns = S.expand(batch + S.shape[-2:]).transpose(-1, -2).movedim(-2, 0)  # (n, *batch, n): columns of S_p
-    if q._form == "precision":
-        Z = factor.matmul(columns, transpose=True)
-        trace = (Z.square() * q._diag).sum(-1).sum(0)
-    else:
-        Z = factor.solve(columns)
-        trace = (Z.square() / q._diag).sum(-1).sum(0)
+    trace = whitener.whiten(columns).square().sum(-1).sum(0)  # ‖W S_p‖²_F = tr(Σ_q⁻¹ S_p S_pᵀ)
     half_logdet_p = S.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    return _assemble(trace, q._mahalanobis(p.loc), q._half_log_det_covariance(), half_logdet_p, factor.n)
+    return _assemble(trace, q._mahalanobis(p.loc), q._half_log_det_covariance(), half_logdet_p, whitener.n)
 
 
 @register_kl(Independent, GMRF)

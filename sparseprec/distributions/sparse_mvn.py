@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 
 import torch
 from torch.distributions import Distribution, constraints
+from torch.distributions.transforms import Transform
 from torch.distributions.utils import _standard_normal
 
 from .._validation import check_tensor
-from ..cholesky import diag_inverse
-from ..ops import sparse_coo_tensor, sparse_csr_tensor
-from ..pattern import crow_from_rows
 from ._checks import check_like as _check_like
 from ._checks import check_vector as _check_vector
 from ._copy import SparseDeepCopy
 from ._factor import TriangularFactor
+from ._whitener import ColoringTransform, PrecisionWhitener, ScaleWhitener, whitener_for
 from .constraints import sparse_lower_cholesky, sparse_strictly_lower
 
 __all__ = ["SparseMultivariateNormal", "DENSE_WARNING_SIZE"]
@@ -116,26 +114,27 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
     ):
         if (scale_tril is None) == (precision_tril is None):
             raise ValueError("give exactly one of scale_tril and precision_tril")
-        self._form = "scale" if scale_tril is not None else "precision"
-        name = f"{self._form}_tril"
+        whitener = ScaleWhitener if scale_tril is not None else PrecisionWhitener  # the one choice of form
+        name = f"{whitener.kind}_tril"
         tril = scale_tril if scale_tril is not None else precision_tril
         loc = _check_vector(loc, "loc")
         check_tensor(tril, name)
-        self._factor = TriangularFactor(tril, name, unit=diagonal is not None)
-        n = self._factor.n
+        factor = TriangularFactor(tril, name, unit=diagonal is not None)
+        n = factor.n
         _check_like(loc, "loc", tril, name, n)
         if diagonal is not None:
             diagonal = _check_vector(diagonal, "diagonal")
             _check_like(diagonal, "diagonal", tril, name, n)
-        shapes = [loc.shape[:-1], self._factor.batch_shape] + ([diagonal.shape[:-1]] if diagonal is not None else [])
+        shapes = [loc.shape[:-1], factor.batch_shape] + ([diagonal.shape[:-1]] if diagonal is not None else [])
         try:
             batch_shape = torch.broadcast_shapes(*shapes)
         except RuntimeError as error:
             raise ValueError(
-                f"loc (batch shape {tuple(loc.shape[:-1])}), {name} (batch shape {tuple(self._factor.batch_shape)})"
+                f"loc (batch shape {tuple(loc.shape[:-1])}), {name} (batch shape {tuple(factor.batch_shape)})"
                 + ("" if diagonal is None else f" and diagonal (batch shape {tuple(diagonal.shape[:-1])})")
                 + " must have broadcastable batch shapes"
             ) from error
+        self._whitener = whitener(factor, diagonal)
         self._check_factor_batch(batch_shape)
         self.loc = loc.expand(batch_shape + (n,))
         setattr(self, name, tril)
@@ -143,10 +142,10 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
         super().__init__(batch_shape, torch.Size((n,)), validate_args=validate_args)
 
     def _check_factor_batch(self, batch_shape: torch.Size) -> None:
-        b = self._factor.batch
-        if b is not None and batch_shape[-1] != b:
+        factor = self._whitener.factor
+        if factor.batch is not None and batch_shape[-1] != factor.batch:
             raise ValueError(
-                f"a batched {self._factor.name} of batch size {b} must match the last batch dimension, got batch "
+                f"a batched {factor.name} of batch size {factor.batch} must match the last batch dimension, got batch "
                 f"shape {tuple(batch_shape)} (a factor is not broadcast: pass an unbatched (n, n) factor to share it)"
             )
 
@@ -156,7 +155,7 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
         unit = self.diagonal is not None
         out = {
             "loc": constraints.real_vector,
-            self._factor.name: sparse_strictly_lower if unit else sparse_lower_cholesky,
+            self._whitener.factor.name: sparse_strictly_lower if unit else sparse_lower_cholesky,
         }
         if unit:
             out["diagonal"] = constraints.independent(constraints.positive, 1)
@@ -165,55 +164,39 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
     @property
     def parameterization(self) -> str:
         """``"scale_tril"``, ``"precision_tril"``, ``"scale_ldl"`` or ``"precision_ldl"``."""
-        return f"{self._form}_{'ldl' if self.diagonal is not None else 'tril'}"
+        return self._whitener.parameterization
 
     @property
     def factor(self) -> torch.Tensor:
         """The sparse factor ``L`` as given."""
-        return self._factor.tensor
+        return self._whitener.factor.tensor
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(SparseMultivariateNormal, _instance)
         batch_shape = torch.Size(batch_shape)
-        if self._factor.batch is not None:
+        factor = self._whitener.factor
+        if factor.batch is not None:
             if not batch_shape:
-                raise ValueError(f"cannot expand to batch shape () a distribution with a batched {self._factor.name}")
+                raise ValueError(f"cannot expand to batch shape () a distribution with a batched {factor.name}")
             self._check_factor_batch(batch_shape)
-        new._form, new._factor, new.diagonal = self._form, self._factor, self.diagonal
-        setattr(new, self._factor.name, self._factor.tensor)
+        new._whitener, new.diagonal = self._whitener, self.diagonal
+        setattr(new, factor.name, factor.tensor)
         new.loc = self.loc.expand(batch_shape + self.event_shape)
         super(SparseMultivariateNormal, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
     # ---- helpers ----------------------------------------------------------------------------------------------------
-    @property
-    def _diag(self) -> torch.Tensor:
-        """``d`` (ones in the Cholesky forms), shape broadcastable to ``batch_shape + (n,)``."""
-        if self.diagonal is None:
-            return self.loc.new_ones(self._factor.n)
-        return self.diagonal
-
     def _half_log_det_covariance(self) -> torch.Tensor:
         """``½ log det Σ``, shape ``batch_shape``."""
-        half = self._factor.log_abs_diagonal().sum(-1)
-        if self.diagonal is not None:
-            half = half + 0.5 * self.diagonal.log().sum(-1)
-        if self._form == "precision":
-            half = -half
-        return half.expand(self.batch_shape)
+        return self._whitener.half_logdet().expand(self.batch_shape)
 
     def _mahalanobis(self, value: torch.Tensor) -> torch.Tensor:
-        """``(x − μ)ᵀ Σ⁻¹ (x − μ)`` for ``value`` of shape ``(..., *batch_shape, n)`` or broadcastable to it."""
+        """``(x − μ)ᵀ Σ⁻¹ (x − μ) = ‖W (x − μ)‖²`` for ``value`` of shape ``(..., *batch_shape, n)`` or broadcastable
+        to it."""
         r = value - self.loc
         r = r.expand(torch.broadcast_shapes(r.shape, self.batch_shape + self.event_shape))
-        if self._factor.n == 0:  # the empty event: nothing to measure (and no kernel call with zero-size operands)
-            return r.sum(-1)
-        if self._form == "scale":
-            z2 = self._factor.solve(r).square()
-            return (z2 if self.diagonal is None else z2 / self.diagonal).sum(-1)
-        z2 = self._factor.matmul(r, transpose=True).square()
-        return (z2 if self.diagonal is None else z2 * self.diagonal).sum(-1)
+        return self._whitener.whiten(r).square().sum(-1)
 
     # ---- torch.distributions API ------------------------------------------------------------------------------------
     @property
@@ -226,23 +209,17 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
-        if self._factor.n == 0:  # the empty event: samples of shape (..., 0), still on loc's graph
-            return self.loc.expand(shape).clone()
         eps = _standard_normal(shape, dtype=self.loc.dtype, device=self.loc.device)
-        if self.diagonal is not None:
-            eps = eps * (self.diagonal.sqrt() if self._form == "scale" else self.diagonal.rsqrt())
-        if self._form == "scale":
-            return self.loc + self._factor.matmul(eps)
-        return self.loc + self._factor.solve(eps, transpose=True)
+        return self.loc + self._whitener.color(eps)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        n = self._factor.n
+        n = self._whitener.n
         return -0.5 * (n * _LOG_2PI + self._mahalanobis(value)) - self._half_log_det_covariance()
 
     def entropy(self) -> torch.Tensor:
-        n = self._factor.n
+        n = self._whitener.n
         return 0.5 * n * (1.0 + _LOG_2PI) + self._half_log_det_covariance()
 
     @property
@@ -253,76 +230,11 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
         selected inverse of :math:`Q = \tilde L D \tilde L^\top` (:func:`sparseprec.cholesky.diag_inverse`: a sparse
         Cholesky factorisation of ``Q`` in float64 on the CPU), with no gradient w.r.t. the factor or ``d``.
         """
-        shape = self.batch_shape + self.event_shape
-        if self._factor.n == 0:
-            return self.loc.new_zeros(shape)
-        if self._form == "scale":
-            w = self._diag.expand(torch.broadcast_shapes(self._diag.shape, self._factor.batch_shape + self.event_shape))
-            return self._factor.squared_matmul(w).expand(shape)
-        parameters = [self._factor.values] + ([] if self.diagonal is None else [self.diagonal])
-        if torch.is_grad_enabled() and any(t.requires_grad for t in parameters):
-            warnings.warn(
-                "SparseMultivariateNormal.variance of a precision form carries no gradient w.r.t. the factor or "
-                "diagonal (it would need the dense inverse); the result is detached",
-                stacklevel=2,
-            )
-        return self._precision_variance().expand(shape)
-
-    def _precision_variance(self) -> torch.Tensor:
-        Q = self._product_matrix(detach=True)
-        batch = Q.shape[:-2]
-        if not batch:
-            return diag_inverse(Q)
-        out = []
-        for index in itertools.product(*(range(size) for size in batch)):
-            Qi = Q
-            for i in index:
-                Qi = Qi.select(0, i)
-            out.append(diag_inverse(Qi.coalesce()))
-        return torch.stack(out).reshape(batch + self.event_shape)
+        return self._whitener.variance().expand(self.batch_shape + self.event_shape)
 
     @property
     def stddev(self) -> torch.Tensor:
         return self.variance.sqrt()
-
-    def _product_matrix(self, detach: bool = False) -> torch.Tensor:
-        r"""Sparse :math:`\tilde L D \tilde L^\top`: the factor's layout if unbatched, else COO ``(*batch, n, n)``."""
-        factor = self._factor
-        d = self._diag.detach() if detach else self._diag
-        batch = torch.broadcast_shapes(d.shape[:-1], factor.batch_shape)
-        if factor.n == 0:
-            return self._empty_product_matrix(batch)
-        keys, values = factor.product(d.expand(batch + self.event_shape))  # values: (m, P)
-        if detach:
-            values = values.detach()
-        N, n = factor.N, factor.n
-        rows, cols = keys // N, keys % N
-        if not batch:
-            if factor.tensor.layout == torch.sparse_csr:
-                return sparse_csr_tensor(crow_from_rows(rows, n), cols, values[:, 0], (n, n))
-            return sparse_coo_tensor(torch.stack([rows, cols]), values[:, 0], (n, n), is_coalesced=True)
-        # columns of `values` run over the batch dims before the factor's own (row-major), see TriangularFactor
-        P, m = values.shape[1], keys.numel()
-        outer = batch[: len(batch) - len(factor.batch_shape)]
-        parts = []
-        if outer:
-            lead = torch.arange(P, device=keys.device).repeat_interleave(m)
-            for i, size in enumerate(outer):
-                parts.append(lead // math.prod(outer[i + 1 :]) % size)
-        if factor.batch is not None:
-            parts.append((rows // n).repeat(P))
-        parts += [(rows % n).repeat(P), (cols % n).repeat(P)]
-        flat = values.transpose(0, 1).reshape(-1)
-        return sparse_coo_tensor(torch.stack(parts), flat, batch + (n, n), is_coalesced=True)
-
-    def _empty_product_matrix(self, batch: torch.Size) -> torch.Tensor:
-        """The ``n = 0`` case of :meth:`_product_matrix`: an empty sparse ``(*batch, 0, 0)`` matrix of the same kind."""
-        values = self.loc.new_zeros(0)
-        if not batch and self._factor.tensor.layout == torch.sparse_csr:
-            index = torch.zeros(1, dtype=torch.int64, device=values.device)
-            return torch.sparse_csr_tensor(index, index[:0], values, (0, 0))
-        index = torch.zeros(len(batch) + 2, 0, dtype=torch.int64, device=values.device)
-        return torch.sparse_coo_tensor(index, values, batch + (0, 0), is_coalesced=True)
 
     @property
     def precision_matrix(self) -> torch.Tensor:
@@ -333,13 +245,9 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
         batched (the batch dims of ``loc`` are not expanded into it). Scale forms: :math:`Q = \Sigma^{-1}` is dense in
         general: a dense ``batch_shape + (n, n)`` tensor (warns above :data:`DENSE_WARNING_SIZE`).
         """
-        if self._form == "precision":
-            return self._product_matrix()
-        self._warn_dense("precision_matrix")
-        if self._factor.n == 0:
-            return self.loc.new_zeros(self.batch_shape + (0, 0))
-        Q = self._dense_inverse_gram()
-        return Q.expand(self.batch_shape + self.event_shape + self.event_shape)
+        if not self._whitener.sparse_precision:
+            self._warn_dense("precision_matrix")
+        return self._whitener.precision_matrix(self.batch_shape)
 
     @property
     def covariance_matrix(self) -> torch.Tensor:
@@ -347,28 +255,37 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
         :data:`DENSE_WARNING_SIZE`; differentiable). For the sparse :math:`\tilde L D \tilde L^\top` of a scale form
         use :meth:`covariance_sparse`."""
         self._warn_dense("covariance_matrix")
-        if self._factor.n == 0:
-            return self.loc.new_zeros(self.batch_shape + (0, 0))
-        if self._form == "scale":
-            L = self._factor.dense()
-            S = (L * self._diag.unsqueeze(-2)) @ L.transpose(-1, -2)
-        else:
-            S = self._dense_inverse_gram()
-        return S.expand(self.batch_shape + self.event_shape + self.event_shape)
-
-    def _dense_inverse_gram(self) -> torch.Tensor:
-        r""":math:`\tilde L^{-\top} D^{-1} \tilde L^{-1}`, dense: Σ (precision forms), Q (scale forms)."""
-        inverse = self._factor.dense_inverse()
-        return inverse.transpose(-1, -2) @ (inverse / self._diag.unsqueeze(-1))
+        return self._whitener.covariance_matrix(self.batch_shape)
 
     def covariance_sparse(self) -> torch.Tensor:
         r"""Scale forms only: the sparse covariance :math:`\tilde L D \tilde L^\top` (as :attr:`precision_matrix`)."""
-        if self._form != "scale":
-            raise ValueError("covariance_sparse() needs a scale form: the covariance of a precision form is dense")
-        return self._product_matrix()
+        return self._whitener.covariance_sparse()
+
+    def coloring_transform(self) -> Transform:
+        r"""The affine bijection :math:`\varepsilon \mapsto \mu + C \varepsilon` that carries :math:`N(0, I)` to this
+        distribution (the map of :meth:`rsample`).
+
+        :math:`C = \tilde L D^{1/2}` (scale forms, one sparse product) or :math:`C = \tilde L^{-\top} D^{-1/2}`
+        (precision forms, one triangular solve), :math:`C C^\top = \Sigma`; the inverse whitens,
+        :math:`x \mapsto C^{-1}(x - \mu)` (the other of the two operations), and
+        :math:`\log|\det C| = \tfrac12 \log\det\Sigma`. Differentiable w.r.t. every parameter; for Pyro's
+        reparameterisers (e.g. ``NeuTraReparam`` through an autoguide's ``get_transform``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sparseprec.distributions import SparseMultivariateNormal
+        >>> L = torch.tensor([[2.0, 0.0], [-1.0, 2.0]], dtype=torch.float64).to_sparse_csr()
+        >>> d = SparseMultivariateNormal(torch.ones(2, dtype=torch.float64), precision_tril=L)
+        >>> t = d.coloring_transform()
+        >>> x = t(torch.tensor([0.5, -1.0], dtype=torch.float64))
+        >>> t.inv(x)
+        tensor([ 0.5000, -1.0000], dtype=torch.float64)
+        """
+        return ColoringTransform(self.loc, self._whitener)
 
     def _warn_dense(self, what: str) -> None:
-        n = self._factor.n
+        n = self._whitener.n
         if n > DENSE_WARNING_SIZE:
             warnings.warn(
                 f"{what} of a SparseMultivariateNormal with n = {n} builds a dense {n} x {n} matrix per batch element",
@@ -376,19 +293,21 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
             )
 
     def __repr__(self) -> str:
+        factor = self._whitener.factor
         return (
-            f"SparseMultivariateNormal(loc: {tuple(self.loc.shape)}, {self._factor.name}: "
-            f"{tuple(self._factor.tensor.shape)} with {self._factor.pattern.nnz} stored entries"
+            f"SparseMultivariateNormal(loc: {tuple(self.loc.shape)}, {factor.name}: "
+            f"{tuple(factor.tensor.shape)} with {factor.pattern.nnz} stored entries"
             + ("" if self.diagonal is None else f", diagonal: {tuple(self.diagonal.shape)}")
             + ")"
         )
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.pop("_factor")
+        state.pop("_whitener")  # index data cached with the pattern: rebuilt from the factor as given
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        name = f"{self._form}_tril"
-        self._factor = TriangularFactor(state[name], name, unit=self.diagonal is not None)
+        self._whitener = whitener_for(
+            scale_tril=state.get("scale_tril"), precision_tril=state.get("precision_tril"), diagonal=self.diagonal
+        )

@@ -27,7 +27,27 @@ import torch
 from torch.distributions import biject_to, constraints, transform_to
 from torch.distributions.transforms import Transform
 
-__all__ = ["AffineSubspace", "AffineSubspaceTransform"]
+__all__ = ["AffineSubspace", "AffineSubspaceTransform", "project", "log_volume", "constraint_gap"]
+
+
+def project(C: torch.Tensor, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r""":math:`x - C^\top (C C^\top)^{-1} (C x - t)`: the orthogonal projection of ``x`` ``(..., n)`` onto
+    :math:`\{x : C x = t\}` (``target`` ``(..., k)``, broadcast), moving along the row space of ``C``."""
+    gap = x @ C.T - target
+    return x - torch.linalg.solve(C @ C.T, gap.unsqueeze(-1)).squeeze(-1) @ C
+
+
+def log_volume(C: torch.Tensor, pinned: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log|\det C_{:,S}| - \tfrac12 \log\det(C C^\top)`: the log-Jacobian of the map from the free
+    coordinates onto the subspace (module docstring); minus twice it is the term by which the generalised determinant
+    of an intrinsic GMRF exceeds the determinant of its pinned precision."""
+    return torch.linalg.slogdet(C[:, pinned]).logabsdet - 0.5 * torch.logdet(C @ C.T)
+
+
+def constraint_gap(C: torch.Tensor, e: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(|C x − e|, max_i Σ_j |C_ij|)``: the constraint residual ``(..., k)`` and the norm of ``C`` that scales
+    the tolerance of a check (``|C x − e| <= rtol (1 + max|x| · max_i Σ_j |C_ij|)``)."""
+    return (x @ C.T - e).abs(), C.abs().sum(-1).max()
 
 
 class AffineSubspace(constraints.Constraint):
@@ -70,10 +90,9 @@ class AffineSubspace(constraints.Constraint):
         super().__init__()
 
     def check(self, value: torch.Tensor) -> torch.Tensor:
-        C = self.constraint_matrix
-        gap = (value @ C.T - self.constraint_value).abs().amax(-1)
-        scale = 1.0 + value.abs().amax(-1) * C.abs().sum(-1).max()
-        return (gap <= self.rtol * scale) & value.isfinite().all(-1)
+        gap, norm = constraint_gap(self.constraint_matrix, self.constraint_value, value)
+        scale = 1.0 + value.abs().amax(-1) * norm
+        return (gap.amax(-1) <= self.rtol * scale) & value.isfinite().all(-1)
 
     def __repr__(self) -> str:
         k, n = self.constraint_matrix.shape
@@ -117,8 +136,7 @@ class AffineSubspaceTransform(Transform):
     def _call(self, z: torch.Tensor) -> torch.Tensor:
         C, e = self.subspace.constraint_matrix.to(z.dtype), self.subspace.constraint_value.to(z.dtype)
         w = z.new_zeros(z.shape[:-1] + C.shape[-1:]).index_copy(-1, self._keep, z)
-        gap = w @ C.T - e
-        return w - torch.linalg.solve(C @ C.T, gap.unsqueeze(-1)).squeeze(-1) @ C
+        return project(C, w, e)
 
     def _inverse(self, x: torch.Tensor) -> torch.Tensor:
         C = self.subspace.constraint_matrix.to(x.dtype)
@@ -127,8 +145,7 @@ class AffineSubspaceTransform(Transform):
         return (x - alpha @ C).index_select(-1, self._keep)
 
     def log_abs_det_jacobian(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        C = self.subspace.constraint_matrix.to(z.dtype)
-        value = torch.linalg.slogdet(C[:, self.subspace.pinned]).logabsdet - 0.5 * torch.logdet(C @ C.T)
+        value = log_volume(self.subspace.constraint_matrix.to(z.dtype), self.subspace.pinned)
         return value.expand(z.shape[:-1])
 
     def forward_shape(self, shape: torch.Size) -> torch.Size:

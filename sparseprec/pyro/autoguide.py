@@ -32,67 +32,21 @@ import numpy as np
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.distributions.transforms import ComposeTransform, Transform
+from pyro.distributions.transforms import ComposeTransform, Permute
 from pyro.infer.autoguide import AutoContinuous
 from pyro.infer.autoguide.initialization import init_to_median
 from pyro.infer.inspect import get_dependencies
 from torch import nn
-from torch.distributions import biject_to, constraints
+from torch.distributions import biject_to
 from torch.distributions.transforms import IndependentTransform
 
 from .. import distributions as core
 from .._validation import lower_pattern_pairs
-from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+from ..ops import sparse_csr_tensor
 from ..pattern import pattern_of
 from .distributions import SparseMultivariateNormal
 
 __all__ = ["AutoSparseMultivariateNormal"]
-
-
-class _SparsePrecisionAffine(Transform):
-    r""":math:`\varepsilon \mapsto \mu + (I + L)^{-\top} D^{-1/2} \varepsilon` (bijective; log-det :math:`-\tfrac12
-    \sum \log d`)."""
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-
-    def __init__(self, loc: torch.Tensor, L: torch.Tensor, d: torch.Tensor, cache_size: int = 0):
-        super().__init__(cache_size=cache_size)
-        self.loc, self.L, self.d = loc, L, d
-
-    def _columns(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(-1, x.shape[-1]).transpose(0, 1)
-
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
-        eps = self._columns(x * self.d.rsqrt())
-        z = sparse_triangular_solve(self.L, eps, upper=False, unitriangular=True, transpose=True)
-        return self.loc + z.transpose(0, 1).reshape(x.shape)
-
-    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        r = self._columns(y - self.loc)
-        z = r + sparse_mm(self.L, r, transpose=True)
-        return z.transpose(0, 1).reshape(y.shape) * self.d.sqrt()
-
-    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (-0.5 * self.d.log().sum()).expand(x.shape[:-1])
-
-
-class _Reverse(Transform):
-    """Reverses the last dimension (a permutation: log-det 0)."""
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flip(-1)
-
-    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return y.flip(-1)
-
-    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(x.shape[:-1])
 
 
 class ReversedSparseMultivariateNormal(dist.TransformedDistribution):
@@ -100,7 +54,9 @@ class ReversedSparseMultivariateNormal(dist.TransformedDistribution):
     order. ``mean``, ``variance``, ``entropy`` and ``base_dist`` (the sparse distribution itself) are exposed."""
 
     def __init__(self, base_dist: SparseMultivariateNormal, validate_args: bool | None = None):
-        super().__init__(base_dist, [_Reverse()], validate_args=validate_args)
+        n = base_dist.event_shape[0]
+        reverse = Permute(torch.arange(n - 1, -1, -1, device=base_dist.loc.device), cache_size=0)
+        super().__init__(base_dist, [reverse], validate_args=validate_args)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -281,8 +237,10 @@ class AutoSparseMultivariateNormal(AutoContinuous):
         return dist.Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
 
     def get_transform(self, *args, **kwargs):
-        loc, M, d = self._reversed()
-        return ComposeTransform([_SparsePrecisionAffine(loc, M, d), _Reverse()])
+        """``ε ↦ z``: the sparse distribution's own coloring map (``μ + (I + L)⁻ᵀ D^{-1/2} ε`` in reversed order, see
+        :meth:`SparseMultivariateNormal.coloring_transform`), then the reversal."""
+        posterior = self.get_posterior(*args, **kwargs)
+        return ComposeTransform([posterior.base_dist.coloring_transform(), *posterior.transforms])
 
     def _loc_scale(self, *args, **kwargs):
         with torch.no_grad():

@@ -46,8 +46,8 @@ class GMRF(core.GMRF, TorchDistributionMixin):
 
     @classmethod
     def infer_shapes(cls, loc, precision):
-        _one_matrix(precision)
-        return torch.Size(loc[:-1]), torch.Size(loc[-1:])
+        # a batch of precisions (*pbatch, n, n) broadcasts with loc's batch, as in torch's MultivariateNormal
+        return _broadcast(loc[:-1], precision[:-2]), torch.Size(loc[-1:])
 
 
 class CAR(core.CAR, TorchDistributionMixin):
@@ -55,9 +55,8 @@ class CAR(core.CAR, TorchDistributionMixin):
 
     @classmethod
     def infer_shapes(cls, adjacency, rho=(), tau=(), loc=None):
-        _scalar("rho", rho)
-        _scalar("tau", tau)
-        return torch.Size(() if loc is None else loc[:-1]), torch.Size(adjacency[-1:])
+        # car(W, rho, tau) gives a precision of batch shape broadcast(rho, tau); loc's batch broadcasts with it
+        return _broadcast(rho, tau, () if loc is None else loc[:-1]), torch.Size(adjacency[-1:])
 
 
 class IntrinsicGMRF(core.IntrinsicGMRF, TorchDistributionMixin):
@@ -65,9 +64,8 @@ class IntrinsicGMRF(core.IntrinsicGMRF, TorchDistributionMixin):
 
     @classmethod
     def infer_shapes(cls, loc, precision, constraint_matrix=None, constraint_value=None):
-        _one_matrix(precision)
-        batch = loc[:-1] if constraint_value is None else _broadcast(loc[:-1], constraint_value[:-1])
-        return torch.Size(batch), torch.Size(loc[-1:])
+        shapes = [loc[:-1], precision[:-2]] + ([] if constraint_value is None else [constraint_value[:-1]])
+        return _broadcast(*shapes), torch.Size(loc[-1:])
 
 
 class ICAR(core.ICAR, TorchDistributionMixin):
@@ -75,16 +73,4 @@ class ICAR(core.ICAR, TorchDistributionMixin):
 
     @classmethod
     def infer_shapes(cls, adjacency, tau=(), loc=None):
-        _scalar("tau", tau)
-        return torch.Size(() if loc is None else loc[:-1]), torch.Size(adjacency[-1:])
-
-
-def _scalar(name: str, shape) -> None:
-    """The constructors take one scalar (0-D) hyper-parameter shared by the batch: refuse any other shape as they do."""
-    if len(tuple(shape)) != 0:
-        raise ValueError(f"{name} must be a scalar (a 0-D tensor), got a tensor of shape {tuple(shape)}")
-
-
-def _one_matrix(shape) -> None:
-    if len(shape) != 2:
-        raise ValueError(f"precision must be one (n, n) matrix shared by the batch, got shape {tuple(shape)}")
+        return _broadcast(tau, () if loc is None else loc[:-1]), torch.Size(adjacency[-1:])

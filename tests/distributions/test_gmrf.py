@@ -128,7 +128,7 @@ def test_expand_shares_the_factor_and_pickles():
     d = GMRF(torch.zeros(9, dtype=F64), Q)
     d.log_prob(torch.zeros(9, dtype=F64))
     big = d.expand((4, 2))
-    assert big.batch_shape == (4, 2) and big._factor is d._factor
+    assert big.batch_shape == (4, 2) and big._factor is d._factor  # the per-element factors are shared
     x = big.sample((3,))
     assert x.shape == (3, 4, 2, 9) and big.log_prob(x).shape == (3, 4, 2)
     again = pickle.loads(pickle.dumps(big))
@@ -151,8 +151,9 @@ def test_errors():
     loc = torch.zeros(9, dtype=F64)
     with pytest.raises(TypeError, match="precision must be a sparse COO or CSR"):
         GMRF(loc, dense)
-    with pytest.raises(ValueError, match="one \\(n, n\\) matrix"):
-        GMRF(loc, torch.stack([dense, dense]).to_sparse())
+    other = dense + torch.diag(torch.ones(8, dtype=F64), 1) + torch.diag(torch.ones(8, dtype=F64), -1)
+    with pytest.raises(ValueError, match="one pattern shared by the batch"):  # elements with different patterns
+        GMRF(loc, torch.stack([dense, other]).to_sparse())
     with pytest.raises(ValueError, match=r"loc must have shape \(\.\.\., 9\)"):
         GMRF(torch.zeros(8, dtype=F64), Q)
     with pytest.raises(TypeError, match="same dtype"):

@@ -157,11 +157,11 @@ def test_nuts_and_predictive():
 @pytest.mark.parametrize(
     ("name", "arg_shapes", "message"),
     [
-        ("CAR", {"adjacency": (6, 6), "rho": (3,), "tau": ()}, "rho must be a scalar"),
-        ("CAR", {"adjacency": (6, 6), "rho": (), "tau": (2,)}, "tau must be a scalar"),
-        ("ICAR", {"adjacency": (6, 6), "tau": (2,)}, "tau must be a scalar"),
-        ("GMRF", {"loc": (6,), "precision": (2, 6, 6)}, "one \\(n, n\\) matrix"),
-        ("IntrinsicGMRF", {"loc": (6,), "precision": (2, 6, 6)}, "one \\(n, n\\) matrix"),
+        ("CAR", {"adjacency": (6, 6), "rho": (3,), "tau": (2,)}, "do not broadcast"),
+        ("CAR", {"adjacency": (6, 6), "rho": (), "tau": (2,), "loc": (3, 6)}, "do not broadcast"),
+        ("ICAR", {"adjacency": (6, 6), "tau": (2,), "loc": (3, 6)}, "do not broadcast"),
+        ("GMRF", {"loc": (3, 6), "precision": (2, 6, 6)}, "do not broadcast"),
+        ("IntrinsicGMRF", {"loc": (3, 6), "precision": (2, 6, 6)}, "do not broadcast"),
         ("SparseMultivariateNormal", {"loc": (3, 6), "precision_tril": (1, 6, 6)}, "not broadcast"),
         ("SparseMultivariateNormal", {"loc": (4, 6), "precision_tril": (2, 6, 6)}, "do not broadcast"),
     ],
@@ -171,7 +171,9 @@ def test_infer_shapes_refuses_what_the_constructor_refuses(name, arg_shapes, mes
         getattr(sp, name).infer_shapes(**arg_shapes)
 
 
-def test_infer_shapes_takes_0d_hyper_parameters_only():
+def test_infer_shapes_broadcasts_batched_hyper_parameters():
+    # as car(W, rho, tau) and CAR(...): the batch shape is the broadcast of rho's, tau's and loc's batch shapes
     assert sp.CAR.infer_shapes(adjacency=(6, 6), rho=(), tau=(), loc=(3, 6)) == ((3,), (6,))
-    with pytest.raises(ValueError, match="rho must be a scalar"):  # as car(W, rho) refuses a (1,) rho
-        sp.CAR.infer_shapes(adjacency=(6, 6), rho=(1,), tau=())
+    assert sp.CAR.infer_shapes(adjacency=(6, 6), rho=(1,), tau=()) == ((1,), (6,))
+    assert sp.CAR.infer_shapes(adjacency=(6, 6), rho=(4,), tau=(3, 1)) == ((3, 4), (6,))
+    assert sp.GMRF.infer_shapes(loc=(6,), precision=(2, 6, 6)) == ((2,), (6,))
