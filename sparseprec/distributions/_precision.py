@@ -26,7 +26,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.utils import _standard_normal
 
 from .._validation import check_sparse_matrix, check_tensor, describe
-from ..cholesky import CholeskyFactor, cholesky, diag_inverse, sparse_logdet
+from ..cholesky import CholeskyFactor, ExactLogDet, SLQLogDet, SparseCholesky, diag_inverse, sparse_logdet
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_csr_tensor, sparse_mm
 from ..ops._values import remember_source, stored_values
@@ -35,6 +35,7 @@ from ._checks import check_like, check_vector
 from ._copy import SparseDeepCopy
 
 __all__ = [
+    "check_settings",
     "SharedPattern",
     "SparsePrecisionGaussian",
     "check_precision",
@@ -53,6 +54,43 @@ _UNBATCHED = torch.Size(())
 
 
 # ---- a batch of precisions on one pattern ------------------------------------------------------------------------
+def check_settings(
+    cholesky: object, logdet: object, allow_slq: bool = True
+) -> tuple[SparseCholesky, ExactLogDet | SLQLogDet]:
+    """The distribution's factorisation and log-det estimator, from the ``cholesky=`` and ``logdet=`` arguments.
+
+    ``None`` means the default (``SparseCholesky()``; the exact log-det with that factorisation). An ``ExactLogDet``
+    given without ``cholesky`` brings its own settings; given with a different one it is refused (the log-det reuses
+    the distribution's factors). ``TypeError`` for anything that is not a settings object (the former strings
+    ``"cholesky"``/``"slq"``/``"auto"`` included, with the replacement named)."""
+    if isinstance(logdet, str):
+        raise TypeError(
+            f"logdet must be a log-det estimator, got the string {logdet!r}: pass sparseprec.cholesky.ExactLogDet() "
+            "(exact, the default) or sparseprec.cholesky.SLQLogDet(num_probes=..., lanczos_steps=...) (stochastic)"
+        )
+    if logdet is not None and not isinstance(logdet, (ExactLogDet, SLQLogDet)):
+        raise TypeError(f"logdet must be ExactLogDet, SLQLogDet or None, got {type(logdet).__name__} {logdet!r}")
+    if isinstance(cholesky, str):
+        raise TypeError(
+            f"cholesky must be a sparseprec.cholesky.SparseCholesky, got the string {cholesky!r}: pass "
+            f"SparseCholesky(backend={cholesky!r})"
+        )
+    if cholesky is not None and not isinstance(cholesky, SparseCholesky):
+        raise TypeError(f"cholesky must be a SparseCholesky or None, got {type(cholesky).__name__} {cholesky!r}")
+    if isinstance(logdet, ExactLogDet):
+        if cholesky is not None and cholesky != logdet.cholesky:
+            raise ValueError(
+                f"logdet=ExactLogDet(cholesky={logdet.cholesky}) and cholesky={cholesky} differ: the exact log-det "
+                "reuses the distribution's factors; give one of them"
+            )
+        cholesky = logdet.cholesky
+    cholesky = SparseCholesky() if cholesky is None else cholesky
+    logdet = ExactLogDet(cholesky) if logdet is None else logdet
+    if isinstance(logdet, SLQLogDet) and not allow_slq:
+        raise ValueError("logdet=SLQLogDet(...) is not available here: use ExactLogDet()")
+    return cholesky, logdet
+
+
 class SharedPattern(NamedTuple):
     """Index data of a batch of ``(n, n)`` sparse matrices with one sparsity pattern.
 
@@ -330,8 +368,8 @@ class SparsePrecisionGaussian(SparseDeepCopy, Distribution):
         return self._shared.flat(self._precision_values())
 
     # ---- what a subclass provides ---------------------------------------------------------------------------------
-    _backend: str
-    _ordering: str | None
+    cholesky_settings: SparseCholesky
+    """How the precision elements are factorised (a :class:`sparseprec.cholesky.SparseCholesky`)."""
 
     @property
     def _factored_pattern(self) -> SharedPattern:
@@ -361,7 +399,7 @@ class SparsePrecisionGaussian(SparseDeepCopy, Distribution):
         if self._factor is None:
             with torch.no_grad():
                 matrices = self._factored_matrices()
-            self._factor = tuple(cholesky(M, backend=self._backend, ordering=self._ordering) for M in matrices)
+            self._factor = tuple(self.cholesky_settings.factor(M) for M in matrices)
         return self._factor
 
     def _factor_check(self) -> None:

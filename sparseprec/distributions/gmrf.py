@@ -9,13 +9,13 @@ import torch
 from torch.distributions import constraints
 
 from .._validation import check_sparse_matrix
-from ..cholesky import slq_logdet, sparse_cholesky_solve
+from ..cholesky import ExactLogDet, SLQLogDet, SparseCholesky, sparse_cholesky_solve
 from ..ops import sparse_mm
-from ..solvers import CG, sparse_generic_solve
+from ..solvers import sparse_generic_solve
 from ..structures import car
 from . import sparse_mvn
 from ._checks import check_vector
-from ._precision import LOG_2PI, EachMatrix, SparsePrecisionGaussian, to_blocks
+from ._precision import LOG_2PI, EachMatrix, SparsePrecisionGaussian, check_settings, to_blocks
 from .conditioning import noise_weights, posterior_precision
 from .constraints import sparse_symmetric_positive_diagonal
 
@@ -34,10 +34,10 @@ class GMRF(SparsePrecisionGaussian):
     The quadratic form is one sparse product (:func:`sparseprec.sparse_mm`, every sample and batch element as one
     block); :math:`\log\det Q` comes from a sparse Cholesky factorisation (:func:`sparseprec.cholesky.sparse_logdet`,
     exact value and exact gradient :math:`(Q^{-1})_{ij}` at the stored entries by selected inversion) or, with
-    ``logdet="slq"``, from stochastic Lanczos quadrature (:func:`sparseprec.cholesky.slq_logdet`, for very large or GPU
-    problems; unbiased up to the Lanczos error, see its docstring). Gradients reach ``loc``, ``value`` and ``Q``'s
-    stored values, so a precision built by :mod:`sparseprec.structures` from tensors (``car(W, rho, tau)``,
-    ``matern_spde(shape, kappa, tau)``) is learnable.
+    ``logdet=SLQLogDet(...)``, from stochastic Lanczos quadrature (:func:`sparseprec.cholesky.slq_logdet`, for very
+    large or GPU problems; unbiased up to the Lanczos error, see its docstring). Gradients reach ``loc``, ``value``
+    and ``Q``'s stored values, so a precision built by :mod:`sparseprec.structures` from tensors
+    (``car(W, rho, tau)``, ``matern_spde(shape, kappa, tau)``) is learnable.
 
     The factorisation :math:`Q_{pp} = L L^\top` (fill-reducing ``p``) is computed once per distribution object and
     shared by ``log_prob``, ``rsample``, ``entropy`` and ``variance``; the symbolic analysis is cached per sparsity
@@ -58,13 +58,12 @@ class GMRF(SparsePrecisionGaussian):
         Sparse COO or CSR ``(n, n)`` shared by the batch, or a batch ``(*pbatch, n, n)`` (CSR, or COO ``(b, n, n)``)
         whose elements store one pattern; both triangles stored, symmetric, every diagonal entry stored; same dtype
         and device as ``loc`` (CUDA tensors are factorised on the CPU).
-    logdet : str
-        ``"cholesky"`` (exact, default) or ``"slq"`` (stochastic, unbatched precisions only; ``rsample`` and
-        ``variance`` still factorise).
-    backend, ordering : str, optional
-        Passed to :func:`sparseprec.cholesky.cholesky`.
-    slq_options : dict, optional
-        Passed to :func:`sparseprec.cholesky.slq_logdet` (``num_probes``, ``lanczos_steps``, ``generator``, ...).
+    cholesky : sparseprec.cholesky.SparseCholesky, optional
+        How the precision is factorised (backend, ordering); default ``SparseCholesky()``.
+    logdet : sparseprec.cholesky.ExactLogDet or SLQLogDet, optional
+        The log-determinant estimator: exact by the distribution's factor (default) or stochastic
+        (``SLQLogDet(num_probes=..., lanczos_steps=...)``, unbatched precisions only; ``rsample`` and ``variance``
+        still factorise).
     validate_args : bool, optional
         As in torch: check the constraints (symmetric, finite, positive stored diagonal) and factorise at once, so that
         a precision that is not positive definite raises ``ValueError`` here; without validation it raises
@@ -116,10 +115,8 @@ class GMRF(SparsePrecisionGaussian):
         loc: torch.Tensor,
         precision: torch.Tensor,
         *,
-        logdet: str = "cholesky",
-        backend: str = "auto",
-        ordering: str | None = None,
-        slq_options: dict | None = None,
+        cholesky: SparseCholesky | None = None,
+        logdet: ExactLogDet | SLQLogDet | None = None,
         validate_args: bool | None = None,
     ):
         batch_shape = self._set_precision(loc, precision)
@@ -127,16 +124,12 @@ class GMRF(SparsePrecisionGaussian):
         if n == 0:
             # the sparse Cholesky layer has nothing to factorise; SparseMultivariateNormal covers the empty event
             raise ValueError("precision must be at least 1 x 1 (a GMRF of n >= 1 variables), got shape (0, 0)")
-        if logdet not in ("cholesky", "slq"):
-            raise ValueError(f"logdet must be 'cholesky' or 'slq', got {logdet!r}")
-        if logdet == "slq" and self._pbatch:
+        self.cholesky_settings, self.logdet_estimator = check_settings(cholesky, logdet)
+        if isinstance(self.logdet_estimator, SLQLogDet) and self._pbatch:
             raise ValueError(
-                "logdet='slq' takes one (n, n) precision; got a batched precision of shape "
-                f"{tuple(self.precision.shape)} (use logdet='cholesky', or one GMRF per element)"
+                "logdet=SLQLogDet(...) takes one (n, n) precision; got a batched precision of shape "
+                f"{tuple(self.precision.shape)} (use the exact log-det, or one GMRF per element)"
             )
-        self.logdet_method = logdet
-        self._backend, self._ordering = backend, ordering
-        self._slq_options = dict(slq_options or {})
         super().__init__(batch_shape, torch.Size((n,)), validate_args=validate_args)
         if self._validate_args:
             self._factor_check()
@@ -146,39 +139,11 @@ class GMRF(SparsePrecisionGaussian):
         precision = sparse_symmetric_positive_diagonal if self.precision.dim() == 2 else _each_symmetric
         return {"loc": constraints.real_vector, "precision": precision}
 
-    @staticmethod
-    def from_cholesky(
-        loc: torch.Tensor,
-        precision_tril: torch.Tensor,
-        diagonal: torch.Tensor | None = None,
-        validate_args: bool | None = None,
-    ) -> sparse_mvn.SparseMultivariateNormal:
-        r"""The GMRF with precision :math:`Q = L L^\top` (or :math:`(I + L) D (I + L)^\top`) given by its factor.
-
-        Returns ``SparseMultivariateNormal(loc, precision_tril=L, diagonal=d)``: the factor is used as is (no
-        factorisation, no copy), ``rsample`` is reparameterised w.r.t. the factor's values too, and
-        ``precision_matrix`` is the sparse :math:`L D L^\top`. Use it when a precision is learned through its
-        factor (e.g. a sparse-precision variational posterior).
-
-        Examples
-        --------
-        >>> import torch
-        >>> from sparseprec.distributions import GMRF
-        >>> L = torch.tensor([[1.0, 0.0], [-0.5, 1.0]], dtype=torch.float64).to_sparse_csr()
-        >>> d = GMRF.from_cholesky(torch.zeros(2, dtype=torch.float64), L)
-        >>> d.precision_matrix.to_dense()
-        tensor([[ 1.0000, -0.5000],
-                [-0.5000,  1.2500]], dtype=torch.float64)
-        """
-        return sparse_mvn.SparseMultivariateNormal(
-            loc, precision_tril=precision_tril, diagonal=diagonal, validate_args=validate_args
-        )
-
     # ---- the precision's log-determinant and draws -----------------------------------------------------------------
     def _log_det_precision(self) -> torch.Tensor:
         r""":math:`\log\det Q` of every precision element, shape ``pbatch``."""
-        if self.logdet_method == "slq":
-            return slq_logdet(self.precision, **self._slq_options)
+        if isinstance(self.logdet_estimator, SLQLogDet):
+            return self.logdet_estimator(self.precision)
         return self._factored_logdet()
 
     def _draw(self, shape: torch.Size) -> torch.Tensor:
@@ -210,17 +175,19 @@ class GMRF(SparsePrecisionGaussian):
         obs_matrix: torch.Tensor,
         y: torch.Tensor,
         noise_precision: float | torch.Tensor,
-        solver: str | object = "cholesky",
+        solver: object = None,
     ) -> GMRF:
         r"""The posterior GMRF of :math:`x` given :math:`y = A x + e`, :math:`e \sim N(0, \mathrm{diag}(w)^{-1})`.
 
         Precision :math:`Q + A^\top \mathrm{diag}(w) A` (sparse, on the union of the patterns), mean
         :math:`\mu + Q_{post}^{-1} A^\top \mathrm{diag}(w)(y - A\mu)`. Differentiable w.r.t. ``loc``, ``y``,
         ``noise_precision`` and the stored values of ``Q`` and ``obs_matrix``: the solve is
-        :func:`sparseprec.cholesky.sparse_cholesky_solve` (``solver="cholesky"``, default; its factor is kept for the
-        posterior's ``log_prob``/``sample``) or :func:`sparseprec.sparse_generic_solve` with implicit gradients
-        (``solver="cg"``, a :class:`sparseprec.solvers.CG`/``MINRES`` object, or any ``solve(A, B)`` callable) for
-        problems too large to factorise.
+        :func:`sparseprec.cholesky.sparse_cholesky_solve` (``solver=None``: with this GMRF's
+        :class:`~sparseprec.cholesky.SparseCholesky` settings, or another ``SparseCholesky``; its factor is kept for
+        the posterior's ``log_prob``/``sample``) or :func:`sparseprec.sparse_generic_solve` with implicit gradients
+        (a :class:`sparseprec.solvers.CG`/``MINRES`` object, or any ``solve(A, B)`` callable) for problems too large
+        to factorise. Either way the gradient w.r.t. the symmetric :math:`Q_{post}` follows the one symmetric
+        convention (:ref:`symmetric-gradients`), so the two routes give the same gradients.
 
         Parameters
         ----------
@@ -230,16 +197,17 @@ class GMRF(SparsePrecisionGaussian):
             Observations ``(..., m)``; batch dims broadcast with ``loc``'s.
         noise_precision : float or torch.Tensor
             Positive scalar or ``(m,)`` diagonal of :math:`R`.
-        solver : str or solver object
-            ``"cholesky"``, ``"cg"``, or a solver as accepted by :func:`sparseprec.sparse_generic_solve`.
+        solver : SparseCholesky, solver object or callable, optional
+            ``None`` (this GMRF's factorisation settings), a ``SparseCholesky``, or a solver as accepted by
+            :func:`sparseprec.sparse_generic_solve` (``CG(rtol=1e-8)``, ``MINRES()``, ``solve(A, B)``).
 
         Raises
         ------
         TypeError
-            ``obs_matrix`` not sparse, ``y`` not a tensor or not of ``loc``'s dtype/device, ``solver`` neither a
-            string nor callable, ``noise_precision`` not a number or a tensor.
+            ``obs_matrix`` not sparse, ``y`` not a tensor or not of ``loc``'s dtype/device, ``solver`` not a solver
+            (a string included), ``noise_precision`` not a number or a tensor.
         ValueError
-            Shapes that do not match, an unknown solver name, ``noise_precision`` not positive and finite,
+            Shapes that do not match, ``noise_precision`` not positive and finite,
             ``obs_matrix`` with a non-finite stored value (always checked), ``y`` with a non-finite value (checked
             when ``validate_args`` is on, the default in torch: a value check, as torch's ``log_prob`` does).
 
@@ -258,13 +226,19 @@ class GMRF(SparsePrecisionGaussian):
         if A.dim() != 2:
             raise ValueError(f"obs_matrix must have shape (m, n), got {tuple(A.shape)}")
         if isinstance(solver, str):
-            if solver not in ("cholesky", "cg"):
-                raise ValueError(f"solver must be 'cholesky', 'cg' or a solver object, got {solver!r}")
-        elif not callable(solver):
             raise TypeError(
-                "solver must be 'cholesky', 'cg' or a callable solver (a CG/MINRES object or solve(A, B)), got "
+                f"solver must be a solver object, got the string {solver!r}: pass None or "
+                "sparseprec.cholesky.SparseCholesky(...) for a sparse Cholesky solve, sparseprec.solvers.CG(...) for CG"
+            )
+        if solver is not None and not callable(solver):
+            raise TypeError(
+                "solver must be None, a SparseCholesky, a CG/MINRES object or a solve(A, B) callable, got "
                 f"{type(solver).__name__} {solver!r}"
             )
+        cholesky = solver if isinstance(solver, SparseCholesky) else self.cholesky_settings
+        logdet = self.logdet_estimator
+        if isinstance(logdet, ExactLogDet):
+            logdet = ExactLogDet(cholesky)
         w = noise_weights(noise_precision, A.shape[0], self.loc)
         Q_post = posterior_precision(self.precision, A, w)
         y = check_vector(y, "y")
@@ -279,14 +253,12 @@ class GMRF(SparsePrecisionGaussian):
         n, m = self.event_shape[0], A.shape[0]
         batch = torch.broadcast_shapes(self.batch_shape, y.shape[:-1])
         loc = self.loc.expand(batch + self.event_shape)
-        posterior = GMRF(
-            loc, Q_post, logdet=self.logdet_method, backend=self._backend, ordering=self._ordering,
-            slq_options=self._slq_options, validate_args=False,
-        )  # fmt: skip
+        posterior = GMRF(loc, Q_post, cholesky=cholesky, logdet=logdet, validate_args=False)
         posterior._validate_args = self._validate_args
         if m == 0:
-            # no observations: Q_post = Q + 0 (same values; Q's factors serve) and the prior's mean
-            posterior._factor = self._factor
+            # no observations: Q_post = Q + 0 (same values; Q's factors serve when made with the same settings)
+            if cholesky == self.cholesky_settings:
+                posterior._factor = self._factor
             return posterior
         columns = math.prod(batch)  # explicit: -1 is ambiguous when a dimension has size 0
         loc_columns = loc.reshape(columns, n).transpose(0, 1)
@@ -294,14 +266,16 @@ class GMRF(SparsePrecisionGaussian):
         rhs = sparse_mm(A, w.unsqueeze(-1) * residual, transpose=True).transpose(0, 1).reshape(batch + (n,))
         blocks, restore = to_blocks(rhs, self._pbatch)  # (B, n, S): the right-hand sides of each element
         matrices = posterior._factored_matrices()
-        if solver == "cholesky":
+        if solver is None or isinstance(solver, SparseCholesky):
             deltas = [
                 sparse_cholesky_solve(M, b, factor=f)
                 for M, b, f in zip(matrices, blocks, posterior._cholesky(), strict=True)
             ]
-        else:
-            solve = CG() if solver == "cg" else solver
-            deltas = [sparse_generic_solve(M, b, solve=solve) for M, b in zip(matrices, blocks, strict=True)]
+        else:  # Q_post is symmetric: its gradient follows the symmetric convention, as the Cholesky path's does
+            deltas = [
+                sparse_generic_solve(M, b, solve=solver, symmetric="full")
+                for M, b in zip(matrices, blocks, strict=True)
+            ]
         posterior.loc = loc + restore(torch.stack(deltas))
         return posterior
 
@@ -310,7 +284,7 @@ class GMRF(SparsePrecisionGaussian):
         obs_matrix: torch.Tensor,
         y: torch.Tensor,
         noise_precision: float | torch.Tensor,
-        solver: str | object = "cholesky",
+        solver: object = None,
     ) -> torch.Tensor:
         r""":math:`\log p(y)` for :math:`y = A x + e` under this GMRF prior (exact up to the solver; differentiable).
 

@@ -36,12 +36,20 @@ import torch
 from torch.distributions import constraints
 
 from .._validation import check_same_dtype_device
+from ..cholesky import SparseCholesky
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_mm
 from ..pattern import SparsePattern, crow_from_rows, pattern_of
 from ..structures import icar
 from ._checks import check_vector
-from ._precision import SharedPattern, SparsePrecisionGaussian, batched_csr, check_precision, shared_pattern
+from ._precision import (
+    SharedPattern,
+    SparsePrecisionGaussian,
+    batched_csr,
+    check_precision,
+    check_settings,
+    shared_pattern,
+)
 from .subspace import AffineSubspace, constraint_gap, log_volume, project
 
 __all__ = ["IntrinsicGMRF", "ICAR", "component_constraints"]
@@ -85,8 +93,8 @@ class IntrinsicGMRF(SparsePrecisionGaussian):
     constraint_value : torch.Tensor, optional
         ``e`` in ``C x = e``, ``(..., k)``, finite, ``loc``'s dtype and device; default ``C loc`` (the constraint holds
         for the deviations ``x − loc``). Checked always (not only with ``validate_args``), as ``constraint_matrix``.
-    backend, ordering : str, optional
-        For the sparse Cholesky factorisation of the pinned precision.
+    cholesky : sparseprec.cholesky.SparseCholesky, optional
+        How the pinned precision is factorised (default ``SparseCholesky()``).
     validate_args : bool, optional
         Also checks that a ``value`` given to ``log_prob`` satisfies the constraint (to ``1e-6`` relative).
 
@@ -127,8 +135,7 @@ class IntrinsicGMRF(SparsePrecisionGaussian):
         *,
         constraint_matrix: torch.Tensor | None = None,
         constraint_value: torch.Tensor | None = None,
-        backend: str = "auto",
-        ordering: str | None = None,
+        cholesky: SparseCholesky | None = None,
         validate_args: bool | None = None,
     ):
         batch_shape = self._set_precision(loc, precision)
@@ -151,7 +158,7 @@ class IntrinsicGMRF(SparsePrecisionGaussian):
         self.loc = self.loc.expand(batch_shape + (n,))
         self._n = n
         self.constraint_matrix, self.constraint_value = C, e.squeeze(-1)
-        self._backend, self._ordering = backend, ordering
+        self.cholesky_settings, _ = check_settings(cholesky, None)
         self._setup_pinning()
         self._check_null_space()
         super().__init__(batch_shape, torch.Size((n,)), validate_args=validate_args)

@@ -31,8 +31,6 @@ from __future__ import annotations
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, register_kl
 
-from ..ops._values import stored_values
-from ..pattern import pattern_of
 from .gmrf import GMRF
 from .sparse_mvn import SparseMultivariateNormal
 
@@ -177,14 +175,5 @@ def kl_independent_normal_gmrf(p: Independent, q: GMRF) -> torch.Tensor:
     """
     _check_diagonal_normal(p, "GMRF")
     _check_event_shapes(p, q)
-    diagonal_q = _stored_diagonal(q.precision)
+    diagonal_q = q._precision_diagonal()  # pbatch + (n,): one diagonal per precision element
     return _kl_diagonal_normal(p, diagonal_q, q._quadratic(p.base_dist.loc), -0.5 * q._log_det_precision())
-
-
-def _stored_diagonal(Q: torch.Tensor) -> torch.Tensor:
-    """``diag(Q)`` of a sparse matrix from its stored entries, differentiable w.r.t. them (zeros where absent)."""
-    pattern = pattern_of(Q)
-    values = stored_values(Q, pattern)
-    on_diagonal = torch.nonzero(pattern.row == pattern.col).reshape(-1)
-    out = values.new_zeros(Q.shape[-1])
-    return out.index_add(0, pattern.row[on_diagonal].long(), values[on_diagonal])

@@ -92,9 +92,9 @@ def test_condition_nan_obs_matrix_named(validate_args):
         _prior(validate_args).condition(A.to_sparse_csr(), torch.zeros(2, dtype=F64), 1.0)
 
 
-@pytest.mark.parametrize("solver", [3, None, 2.5])
+@pytest.mark.parametrize("solver", [3, 2.5, "cg"])
 def test_condition_solver_not_callable_named(solver):
-    with pytest.raises(TypeError, match=r"solver must be 'cholesky', 'cg' or a callable solver"):
+    with pytest.raises(TypeError, match=r"solver must be"):
         _prior().condition(_obs(), torch.zeros(2, dtype=F64), 1.0, solver=solver)
 
 

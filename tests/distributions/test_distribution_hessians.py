@@ -11,6 +11,7 @@ from torch.distributions import MultivariateNormal
 
 import sparseprec
 from sparseprec.distributions import GMRF
+from sparseprec.solvers import CG
 from tests.conftest import rebuild, stored_values
 from tests.distributions.smvn_cases import FORM_IDS, FORMS, dense_from_values, dense_reference, make_case
 
@@ -110,7 +111,7 @@ def test_sparse_mvn_hessian_wrt_factor_values(form, ldl):
     torch.testing.assert_close(hessian(ours, v0), hessian(dense, v0))
 
 
-@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+@pytest.mark.parametrize("solver", [None, CG()], ids=["cholesky", "cg"])
 def test_posterior_log_prob_hessian_wrt_observations(solver):
     """x | y of y = A x + e: μ_post = μ + Q_post⁻¹ Aᵀ R (y − A μ), so d²/dy² log p(x | y) = −R A Q_post⁻¹ Aᵀ R."""
     Q = _issue_precision()

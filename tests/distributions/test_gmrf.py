@@ -10,6 +10,7 @@ from torch.autograd import gradcheck
 from torch.distributions import MultivariateNormal
 
 import sparseprec
+from sparseprec.cholesky import ExactLogDet, SLQLogDet, SparseCholesky
 from sparseprec.distributions import GMRF
 from sparseprec.structures import adjacency_from_pairs, ar1, car, matern_spde
 from tests.conftest import rebuild, stored_values
@@ -35,7 +36,7 @@ def _random_spd(n=9, seed=0, layout="csr"):
 def test_log_prob_entropy_variance_match_dense(layout, backend):
     Q, dense = _random_spd(layout=layout)
     loc = torch.randn(3, 9, dtype=F64)
-    d = GMRF(loc, Q, backend=backend)
+    d = GMRF(loc, Q, cholesky=SparseCholesky(backend=backend))
     ref = MultivariateNormal(loc, precision_matrix=dense)
     x = torch.randn(4, 3, 9, dtype=F64)
     torch.testing.assert_close(d.log_prob(x), ref.log_prob(x))
@@ -140,8 +141,7 @@ def test_slq_log_det_option():
     x = torch.randn(144, dtype=F64)
     exact = GMRF(torch.zeros(144, dtype=F64), Q).log_prob(x)
     g = torch.Generator().manual_seed(0)
-    options = {"num_probes": 256, "generator": g}
-    estimate = GMRF(torch.zeros(144, dtype=F64), Q, logdet="slq", slq_options=options).log_prob(x)
+    estimate = GMRF(torch.zeros(144, dtype=F64), Q, logdet=SLQLogDet(num_probes=256, generator=g)).log_prob(x)
     # ½ log det Q is ~300 here; the SLQ estimate with 256 probes is within 1 % of it
     assert abs(float(estimate - exact)) < 0.01 * 0.5 * float(torch.logdet(Q.to_dense()))
 
@@ -158,8 +158,12 @@ def test_errors():
         GMRF(torch.zeros(8, dtype=F64), Q)
     with pytest.raises(TypeError, match="same dtype"):
         GMRF(loc.float(), Q)
-    with pytest.raises(ValueError, match="logdet must be"):
-        GMRF(loc, Q, logdet="dense")
+    with pytest.raises(TypeError, match="logdet must be a log-det estimator, got the string 'slq'"):
+        GMRF(loc, Q, logdet="slq")
+    with pytest.raises(TypeError, match=r"cholesky must be a sparseprec.cholesky.SparseCholesky"):
+        GMRF(loc, Q, cholesky="scipy")
+    with pytest.raises(ValueError, match="differ"):
+        GMRF(loc, Q, cholesky=SparseCholesky("scipy"), logdet=ExactLogDet(SparseCholesky("auto", "natural")))
     indefinite = (dense - 10 * torch.eye(9, dtype=F64)).to_sparse_csr()
     with pytest.raises(ValueError, match="precision"):
         GMRF(loc, indefinite, validate_args=True)
@@ -175,12 +179,14 @@ def test_errors():
         GMRF(loc, Q, validate_args=True).log_prob(torch.zeros(8, dtype=F64))
 
 
-def test_from_cholesky_agrees_with_the_precision_form():
+def test_a_precision_given_by_its_factor_agrees_with_the_precision_form():
+    # (GMRF.from_cholesky returned another class; the factor form is SparseMultivariateNormal's precision_tril)
     Q, dense = _random_spd(10, seed=4)
     L = torch.linalg.cholesky(dense)
     x = torch.randn(3, 10, dtype=F64)
     loc = torch.randn(10, dtype=F64)
-    via_factor = GMRF.from_cholesky(loc, L.to_sparse_csr())
+    via_factor = sparseprec.SparseMultivariateNormal(loc, precision_tril=L.to_sparse_csr())
+    assert not hasattr(GMRF, "from_cholesky")
     torch.testing.assert_close(via_factor.log_prob(x), GMRF(loc, Q).log_prob(x))
     torch.testing.assert_close(via_factor.precision_matrix.to_dense(), dense)
 
