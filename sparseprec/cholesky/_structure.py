@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .._validation import check_sparse_matrix
-from ..pattern import SparsePattern, pattern_of
+from ..pattern import SparsePattern, crow_from_rows, pattern_of
 
 __all__ = ["TRIANGLES", "LowerStructure", "lower_structure", "check_symmetric_input"]
 
@@ -77,8 +77,7 @@ class LowerStructure:
         self.take = keep[csc_order]
         self.row, self.col = row[self.take], col[self.take]
         self.indices = self.row
-        self.indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self.col, minlength=n), out=self.indptr[1:])
+        self.indptr = crow_from_rows(torch.from_numpy(self.col), n).numpy()  # column pointers (CSC)
         # where each kernel entry's gradient is read: its own lower entry, or (full, upper entries) its mirror's
         position = np.empty(row.size, dtype=np.int64)
         position[self.take] = np.arange(self.take.size)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+import torch
 
 from ..errors import NotPositiveDefiniteError
+from ..pattern import crow_from_rows
 from ._structure import LowerStructure
 
 __all__ = ["Backend", "Numeric", "CholmodBackend", "ScipyBackend", "available_backends", "get_backend"]
@@ -313,8 +315,7 @@ class ScipyBackend(Backend):
         new_row = np.concatenate([inverse[row], inverse[col[strict]]])
         new_col = np.concatenate([inverse[col], inverse[row[strict]]])
         order = np.lexsort((new_row, new_col))
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(new_col, minlength=n), out=indptr[1:])
+        indptr = crow_from_rows(torch.from_numpy(new_col), n).numpy()  # column pointers (CSC)
         return _ScipySymbolic(perm, source[order], new_row[order].astype(np.int32), indptr.astype(np.int32))
 
     @staticmethod

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from ..pattern import Assembly
+
 __all__ = ["pairs_within_groups", "product_pattern"]
 
 
@@ -41,5 +43,5 @@ def product_pattern(
     ``row * size + col`` of the output entries).
     """
     first, second = pairs_within_groups(group, num_groups)
-    keys, inverse = torch.unique(index[first] * size + index[second], sorted=True, return_inverse=True)
-    return first, second, inverse, keys
+    merged = Assembly(index[first], index[second], size, size)
+    return first, second, merged.inverse, merged.row * size + merged.col

@@ -29,7 +29,7 @@ from .._validation import check_sparse_matrix, check_tensor, describe
 from ..cholesky import CholeskyFactor, ExactLogDet, SLQLogDet, SparseCholesky, diag_inverse, sparse_logdet
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_csr_tensor, sparse_mm
-from ..ops._values import remember_source, stored_values
+from ..ops._values import stored_values
 from ..pattern import SparsePattern, crow_from_rows, pattern_of, rows_from_crow
 from ._checks import check_like, check_vector
 from ._copy import SparseDeepCopy
@@ -219,15 +219,7 @@ def batched_csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, n: 
     """The CSR tensor ``(*batch, n, n)`` with values ``(*batch, nnz)`` on one pattern (expanded index data),
     differentiable w.r.t. the values."""
     batch = values.shape[:-1]
-    if len(batch) == 0:
-        return sparse_csr_tensor(crow, col, values, (n, n))
-    nnz = col.numel()
-    if len(batch) == 1:
-        return sparse_csr_tensor(crow.expand(batch + (n + 1,)), col.expand(batch + (nnz,)), values, batch + (n, n))
-    A = torch.sparse_csr_tensor(
-        crow.expand(batch + (n + 1,)), col.expand(batch + (nnz,)), values, batch + (n, n), check_invariants=False
-    )
-    return remember_source(A, values)
+    return sparse_csr_tensor(crow.expand(batch + (n + 1,)), col.expand(batch + (col.numel(),)), values, batch + (n, n))
 
 
 class EachMatrix(constraints.Constraint):

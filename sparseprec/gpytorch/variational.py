@@ -33,6 +33,7 @@ from linear_operator.operators import LinearOperator, RootLinearOperator
 
 from .._validation import lower_pattern_pairs
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
+from ..pattern import Assembly
 from ._pattern_state import pattern_state_problems, refuse_state
 
 __all__ = ["SparseCholeskyVariationalDistribution"]
@@ -212,14 +213,14 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
             rows = cols = np.zeros(0, dtype=np.int64)
         else:
             rows, cols = lower_pattern_pairs(pattern, m, "num_inducing_points")
-        keys = np.unique(np.concatenate([rows * m + cols, np.arange(m) * (m + 1)]))
-        r, c = keys // m, keys % m
+        merged = Assembly(np.concatenate([rows, np.arange(m)]), np.concatenate([cols, np.arange(m)]), m, m)
+        r, c = merged.row.numpy(), merged.col.numpy()
         # index data used by the computations (CPU; moved per call); the buffer is the pattern as saved and loaded
-        self._crow = torch.from_numpy(np.concatenate([[0], np.cumsum(np.bincount(r, minlength=m))]).astype(np.int64))
-        self._col = torch.from_numpy(c.astype(np.int64))
+        self._crow = merged.crow
+        self._col = merged.col
         self._diagonal_positions = torch.from_numpy(np.flatnonzero(r == c).astype(np.int64))
         self.register_buffer("factor_pattern", torch.from_numpy(np.stack([r, c]).astype(np.int64)))
-        values = torch.zeros(*batch_shape, keys.size)
+        values = torch.zeros(*batch_shape, merged.nnz)
         values[..., self._diagonal_positions] = 1.0
         self.register_parameter("variational_mean", torch.nn.Parameter(torch.zeros(*batch_shape, m)))
         self.register_parameter("factor_values", torch.nn.Parameter(values))

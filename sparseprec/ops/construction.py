@@ -10,12 +10,13 @@ tensors), does no index work at all.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 
 from .._validation import check_dense, check_tensor
-from ..pattern import pattern_of
+from ..pattern import pattern_of, rows_from_crow
 from ._values import remember_source, wrap_values
 
 __all__ = ["sparse_csr_tensor", "sparse_coo_tensor"]
@@ -29,7 +30,7 @@ def _check_indices(index: object, name: str) -> None:
 
 
 def _check_size(size: object, dims: int | None) -> tuple[int, ...]:
-    """``size`` as a tuple of 2 or 3 non-negative ints (``dims`` of them when given)."""
+    """``size`` as a tuple of non-negative ints: 2 or 3 of them, or ``dims`` when given."""
     allowed = (2, 3) if dims is None else (dims,)
     if isinstance(size, torch.Size):
         size = tuple(size)
@@ -62,13 +63,14 @@ def sparse_csr_tensor(
     Parameters
     ----------
     crow_indices : torch.Tensor
-        Row pointers, int32 or int64, shape ``(n + 1,)`` or ``(b, n + 1)``.
+        Row pointers, int32 or int64, shape ``(n + 1,)`` or ``(*batch, n + 1)``.
     col_indices : torch.Tensor
-        Column indices (sorted within each row), same dtype, shape ``(nnz,)`` or ``(b, nnz)``.
+        Column indices (sorted within each row), same dtype, shape ``(nnz,)`` or ``(*batch, nnz)``.
     values : torch.Tensor
-        Dense values, shape ``(nnz,)`` or ``(b, nnz)``; may require grad.
+        Dense values, shape ``(nnz,)`` or ``(*batch, nnz)``; may require grad.
     size : tuple of int
-        ``(n, m)`` or ``(b, n, m)``.
+        ``(n, m)`` or ``(*batch, n, m)``. The ops take no or one batch dimension; with more the tensor is still
+        differentiable w.r.t. ``values`` through its own ``values()``, ``to_dense()`` or the library's distributions.
 
     Returns
     -------
@@ -96,15 +98,69 @@ def sparse_csr_tensor(
     """
     _check_indices(crow_indices, "crow_indices")
     _check_indices(col_indices, "col_indices")
-    check_dense(values, "values", dims=(1, 2))
+    check_tensor(values, "values")
+    if values.dim() == 0:
+        raise ValueError("values must have shape (nnz,) or (*batch, nnz), got a 0-D tensor")
+    check_dense(values, "values", dims=(values.dim(),))
     size = _check_size(size, values.dim() + 1)
     if col_indices.shape != values.shape:
         raise ValueError(
             f"col_indices and values must have the same shape, got {tuple(col_indices.shape)} and {tuple(values.shape)}"
         )
+    if values.dim() > 2:  # two or more batch dimensions: torch's own backward cannot reach the values
+        batch, nnz = values.shape[:-1], values.shape[-1]
+        flat = torch.sparse_csr_tensor(
+            crow_indices.reshape(-1, crow_indices.shape[-1]), col_indices.reshape(-1, nnz),
+            values.detach().reshape(-1, nnz), (math.prod(batch), *size[-2:]), check_invariants=False,
+        )  # fmt: skip
+        pattern_of(flat, "(crow_indices, col_indices)")  # the index data checked, once per pattern
+        A = _BatchedCSR.apply(values, crow_indices, col_indices, size)
+        return remember_source(A, values)
     template = torch.sparse_csr_tensor(crow_indices, col_indices, values.detach(), size, check_invariants=False)
     A = wrap_values(values, template, pattern_of(template, "(crow_indices, col_indices)"), raw=True)
     return remember_source(A, values)
+
+
+class _BatchedCSR(torch.autograd.Function):
+    r"""A CSR tensor with two or more batch dimensions from its values ``(*batch, nnz)``, differentiable w.r.t. them.
+
+    torch's own ``torch.sparse_csr_tensor`` cannot back-propagate into such a tensor (its backward converts the
+    gradient to CSR through COO, which refuses more than two sparse dimensions). Backward: the incoming gradient read
+    at the stored entries, :math:`\partial L / \partial v_{b,e} = \bar A_{b, i_e, j_e}`. A CSR gradient on the same
+    pattern (what ``.values()`` sends back) gives its values as they are, a dense one is gathered at the entries, any
+    other sparse one (e.g. the empty zero gradient of an unused output) is matched to the entries by sorted search,
+    O(nnz log nnz).
+    """
+
+    @staticmethod
+    def forward(ctx, values, crow, col, size):
+        ctx.save_for_backward(crow, col)
+        return torch.sparse_csr_tensor(crow, col, values.detach(), size, check_invariants=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        crow, col = ctx.saved_tensors
+        batch, nnz = tuple(col.shape[:-1]), col.shape[-1]
+        if grad.layout == torch.sparse_csr and grad.col_indices().shape == col.shape:
+            if torch.equal(grad.crow_indices(), crow) and torch.equal(grad.col_indices(), col):
+                return grad.values(), None, None, None
+        rows = rows_from_crow(crow.reshape(-1, crow.shape[-1])[0], nnz)
+        cols = col.reshape(-1, nnz)[0]
+        if grad.layout == torch.strided:
+            return grad[..., rows, cols], None, None, None
+        # any other sparse gradient: flat (batch, row, column) keys of its entries, looked up for ours
+        coo = grad.to_sparse_coo().coalesce()
+        if coo._nnz() == 0:
+            return torch.zeros((*batch, nnz), dtype=grad.dtype, device=grad.device), None, None, None
+        n = grad.shape[-1]
+        keys = torch.zeros(coo._nnz(), dtype=torch.int64, device=grad.device)
+        for dim, size in enumerate(grad.shape):
+            keys = keys * size + coo.indices()[dim]  # sorted, as the COO tensor is coalesced
+        batch_index = torch.arange(math.prod(batch), device=grad.device).unsqueeze(-1)
+        ours = ((batch_index * n + rows) * n + cols).reshape(-1)
+        position = torch.searchsorted(keys, ours).clamp(max=keys.numel() - 1)
+        values = torch.where(keys[position] == ours, coo.values()[position], 0.0)
+        return values.reshape(*batch, nnz), None, None, None
 
 
 def sparse_coo_tensor(

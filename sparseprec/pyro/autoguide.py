@@ -43,7 +43,7 @@ from torch.distributions.transforms import IndependentTransform
 from .. import distributions as core
 from .._validation import lower_pattern_pairs
 from ..ops import sparse_csr_tensor
-from ..pattern import pattern_of
+from ..pattern import Assembly, crow_from_rows, pattern_of
 from .distributions import SparseMultivariateNormal
 
 __all__ = ["AutoSparseMultivariateNormal"]
@@ -189,20 +189,20 @@ class AutoSparseMultivariateNormal(AutoContinuous):
             rows, cols = lower_pattern_pairs(self._given_pattern, n, "the latent dimension")
         else:
             rows, cols = self._derived_pairs(args, kwargs)
-        keys = np.unique(rows.astype(np.int64) * n + cols.astype(np.int64))
-        r, c = keys // n, keys % n  # entries L[r, c], r > c, in the latent (site) order
+        merged = Assembly(rows.astype(np.int64), cols.astype(np.int64), n, n)
+        r, c = merged.row.numpy(), merged.col.numpy()  # entries L[r, c], r > c, in the latent (site) order
         # In reversed coordinates w = z.flip(-1) the precision is M D' Mᵀ with M = R (I + L)ᵀ R unit lower triangular:
         # L[r, c] is M[n-1-c, n-1-r]. Parameters are stored in M's CSR order.
         m_row, m_col = n - 1 - c, n - 1 - r
         order = np.lexsort((m_col, m_row))
-        crow = np.concatenate([[0], np.cumsum(np.bincount(m_row, minlength=n))])
+        crow = crow_from_rows(torch.from_numpy(m_row), n)
         init = self._init_loc()
         device, dtype = init.device, init.dtype
-        self._crow = torch.from_numpy(crow.astype(np.int64)).to(device)
+        self._crow = crow.to(device)
         self._col = torch.from_numpy(m_col[order].astype(np.int64)).to(device)
         self._pattern = torch.from_numpy(np.stack([r[order], c[order]]).astype(np.int64)).to(device)
         self.loc = nn.Parameter(init)
-        self.factor_values = nn.Parameter(torch.zeros(keys.size, dtype=dtype, device=device))
+        self.factor_values = nn.Parameter(torch.zeros(merged.nnz, dtype=dtype, device=device))
         # d_i = scale_i⁻² with scale = softplus(scale_raw): Adam moves conditional standard deviations (the units of
         # Pyro's AutoNormal/AutoMultivariateNormal scales), so the same learning rates work; a softplus of d itself
         # would need ~1/init_scale² / lr steps to shrink a precision of 1/init_scale² to O(1).

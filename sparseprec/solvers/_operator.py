@@ -17,7 +17,7 @@ import torch
 
 from .._validation import check_dense, check_sparse_matrix, describe
 from ..ops import sparse_mm
-from ..pattern import pattern_of
+from ..pattern import Assembly, pattern_of
 
 __all__ = ["Operator", "as_operator"]
 
@@ -115,10 +115,7 @@ class Operator:
         p = self.pattern
         n = p.n_cols
         row, col, values = p.row.long(), p.col.long(), self.values
-        keys = torch.cat([row * n + col, col * n + row])
-        signed = torch.cat([values, -values])
-        unique, inverse = torch.unique(keys, return_inverse=True)
-        diff = values.new_zeros(unique.numel()).index_add_(0, inverse, signed)
+        diff = Assembly(torch.cat([row, col]), torch.cat([col, row]), n, n).sum(torch.cat([values, -values]))
         return float(diff.abs().max()), float(values.abs().max())
 
     def diagonal(self) -> torch.Tensor:

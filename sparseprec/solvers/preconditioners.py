@@ -14,7 +14,7 @@ import numbers
 import torch
 
 from .._validation import check_dense, check_sparse_matrix, check_tensor
-from ..pattern import pattern_of
+from ..pattern import crow_from_rows, pattern_of
 
 __all__ = ["Preconditioner", "Jacobi", "SSOR"]
 
@@ -208,8 +208,7 @@ class SSOR(Preconditioner):
     def _part(row: torch.Tensor, col: torch.Tensor, values: torch.Tensor, keep: torch.Tensor, n: int) -> torch.Tensor:
         # The kernel's entries are sorted by row, then column: any subset of them is a valid CSR order.
         r = row[keep]
-        crow = torch.zeros(n + 1, dtype=torch.int64, device=row.device)
-        crow[1:] = torch.bincount(r.long(), minlength=n).cumsum(0)
+        crow = crow_from_rows(r, n)
         return torch.sparse_csr_tensor(crow.to(col.dtype), col[keep], values[keep], (n, n), check_invariants=False)
 
     def _solve(self, T: torch.Tensor, R: torch.Tensor, upper: bool) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 
 from .._validation import FLOAT_DTYPES
 from ..ops import sparse_csr_tensor
-from ..pattern import Assembly, rows_from_crow
+from ..pattern import Assembly
 
 __all__ = [
     "Pattern",
@@ -68,61 +68,15 @@ class Pattern(Assembly):
     def merged_matrix(self, merged: torch.Tensor) -> torch.Tensor:
         """The CSR matrix ``(*batch, n, n)`` with values ``(*batch, nnz)`` already in the merged (sorted) order.
 
-        The index tensors of a batched result are the shared pattern expanded over the batch (views, no copy). With
-        no or one batch dimension the matrix is built by :func:`sparseprec.sparse_csr_tensor` (every op of
-        :mod:`sparseprec.ops` takes it, with an O(nnz) backward); with more, the ops (which take ``(b, n, n)``) do not
-        apply, and the values stay differentiable through ``.values()`` (reshape to ``(b, nnz)`` and rebuild with
-        :func:`sparseprec.sparse_csr_tensor` to use the ops).
+        The index tensors of a batched result are the shared pattern expanded over the batch (views, no copy); the
+        matrix is built by :func:`sparseprec.sparse_csr_tensor` (O(nnz) backward; the ops of :mod:`sparseprec.ops`
+        take it with no or one batch dimension).
         """
         crow, col = self.on(merged.device)[:2]
         batch = tuple(merged.shape[:-1])
         size = (*batch, self.n, self.n)
         merged = merged.contiguous()
-        if len(batch) <= 1:
-            return sparse_csr_tensor(crow.expand(*batch, -1), col.expand(*batch, -1), merged, size)
-        return _BatchedCSR.apply(merged, crow.expand(*batch, -1), col.expand(*batch, -1), size)
-
-
-class _BatchedCSR(torch.autograd.Function):
-    r"""A CSR tensor with two or more batch dimensions from its values ``(*batch, nnz)``, differentiable w.r.t. them.
-
-    torch's own ``torch.sparse_csr_tensor`` cannot back-propagate into such a tensor (its backward converts the
-    gradient to CSR through COO, which refuses more than two sparse dimensions). Backward: the incoming gradient read
-    at the stored entries, :math:`\partial L / \partial v_{b,e} = \bar A_{b, i_e, j_e}`. A CSR gradient on the same
-    pattern (what ``.values()`` sends back) gives its values as they are, a dense one is gathered at the entries, any
-    other sparse one (e.g. the empty zero gradient of an unused output) is matched to the entries by sorted search,
-    O(nnz log nnz).
-    """
-
-    @staticmethod
-    def forward(ctx, values, crow, col, size):
-        ctx.save_for_backward(crow, col)
-        return torch.sparse_csr_tensor(crow, col, values.detach(), size, check_invariants=False)
-
-    @staticmethod
-    def backward(ctx, grad):
-        crow, col = ctx.saved_tensors
-        batch, nnz = tuple(col.shape[:-1]), col.shape[-1]
-        if grad.layout == torch.sparse_csr and grad.col_indices().shape == col.shape:
-            if torch.equal(grad.crow_indices(), crow) and torch.equal(grad.col_indices(), col):
-                return grad.values(), None, None, None
-        rows = rows_from_crow(crow.reshape(-1, crow.shape[-1])[0], nnz)
-        cols = col.reshape(-1, nnz)[0]
-        if grad.layout == torch.strided:
-            return grad[..., rows, cols], None, None, None
-        # any other sparse gradient: flat (batch, row, column) keys of its entries, looked up for ours
-        coo = grad.to_sparse_coo().coalesce()
-        if coo._nnz() == 0:
-            return torch.zeros((*batch, nnz), dtype=grad.dtype, device=grad.device), None, None, None
-        n = grad.shape[-1]
-        keys = torch.zeros(coo._nnz(), dtype=torch.int64, device=grad.device)
-        for dim, size in enumerate(grad.shape):
-            keys = keys * size + coo.indices()[dim]  # sorted, as the COO tensor is coalesced
-        batch_index = torch.arange(math.prod(batch), device=grad.device).unsqueeze(-1)
-        ours = ((batch_index * n + rows) * n + cols).reshape(-1)
-        position = torch.searchsorted(keys, ours).clamp(max=keys.numel() - 1)
-        values = torch.where(keys[position] == ours, coo.values()[position], 0.0)
-        return values.reshape(*batch, nnz), None, None, None
+        return sparse_csr_tensor(crow.expand(*batch, -1), col.expand(*batch, -1), merged, size)
 
 
 def as_parameter(x: float | torch.Tensor, name: str, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 import sparseprec
 from sparseprec import NotPositiveDefiniteError
 from sparseprec.cholesky import (
+    SparseCholesky,
     available_backends,
     cholesky,
     diag_inverse,
@@ -95,9 +96,9 @@ def test_gmrf_with_a_singular_precision(backend):
     L = grid_laplacian((4, 4))
     loc = torch.zeros(16, dtype=F64)
     with pytest.raises(ValueError, match="positive definite"):
-        GMRF(loc, L, backend=backend, validate_args=True)
+        GMRF(loc, L, cholesky=SparseCholesky(backend), validate_args=True)
     with pytest.raises(NotPositiveDefiniteError, match=MESSAGE):
-        GMRF(loc, L, backend=backend, validate_args=False).log_prob(loc)
+        GMRF(loc, L, cholesky=SparseCholesky(backend), validate_args=False).log_prob(loc)
 
 
 @pytest.mark.parametrize("dtype", [F64, F32])
