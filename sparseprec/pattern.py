@@ -569,7 +569,8 @@ def cache_info() -> CacheInfo:
     --------
     >>> import torch
     >>> import sparseprec
-    >>> before = sparseprec.cache_info()  # the counters count since the process started
+    >>> sparseprec.clear_caches()  # forget the patterns seen so far (the counters go on counting)
+    >>> before = sparseprec.cache_info()
     >>> A = torch.tensor([[2.0, 0.0], [1.0, 3.0]]).to_sparse_csr()
     >>> _ = sparseprec.sparse_mm(A, torch.ones(2, 1)); _ = sparseprec.sparse_mm(A * 2, torch.ones(2, 1))
     >>> after = sparseprec.cache_info()
