@@ -2,7 +2,8 @@
 
 A refactoring must not slow the library down; tables written weeks apart on a shared machine cannot show that, but
 two trees measured in turn in one session can. This script runs ``benchmarks/<script> --no-write <args>`` from each
-tree (each tree's own script, with ``PYTHONPATH`` set to that tree so its ``sparseprec`` is imported) ``--rounds``
+tree (each tree's own script, or with ``--same-script`` tree B's for both; ``PYTHONPATH`` set to the tree so its
+``sparseprec`` is imported) ``--rounds``
 times, alternating A, B, A, B, ..., collects the rows each run prints (Python dict literals, one per line), and
 reports for every row and every timing column the median over rounds of A and of B and the ratio B / A.
 
@@ -26,9 +27,9 @@ from pathlib import Path
 TIME_KEYS = ("ms", "seconds", "time", "fwd", "bwd")
 
 
-def run(tree: Path, script: str, args: list[str]) -> list[dict]:
+def run(tree: Path, script_tree: Path, script: str, args: list[str]) -> list[dict]:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    command = [sys.executable, str(tree / "benchmarks" / script), "--no-write", *args]
+    command = [sys.executable, str(script_tree / "benchmarks" / script), "--no-write", *args]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     rows = []
     for line in out.splitlines():
@@ -58,13 +59,17 @@ def main() -> None:
     parser.add_argument("--a", type=Path, required=True, help="source tree A (the reference)")
     parser.add_argument("--b", type=Path, required=True, help="source tree B")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--same-script", action="store_true", help="run tree B's script against both trees (a script A does not have)"
+    )
     parser.add_argument("script")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args()
     results: dict[str, dict[tuple, dict[str, list[float]]]] = {"A": {}, "B": {}}
     for _ in range(ns.rounds):
         for label, tree in (("A", ns.a.resolve()), ("B", ns.b.resolve())):
-            for row in run(tree, ns.script, ns.args):
+            script_tree = ns.b.resolve() if ns.same_script else tree
+            for row in run(tree, script_tree, ns.script, ns.args):
                 slot = results[label].setdefault(key_of(row), {})
                 for k, v in timings(row).items():
                     slot.setdefault(k, []).append(v)
