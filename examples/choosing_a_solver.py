@@ -27,9 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from sparseprec import ConvergenceError
+from sparseprec import ConvergenceError, clear_caches
 from sparseprec.cholesky import cholesky
-from sparseprec import clear_caches
 from sparseprec.solvers import CG, MINRES, SSOR, BiCGSTAB, Jacobi
 from sparseprec.structures import grid_adjacency
 
