@@ -45,8 +45,12 @@ def _check_storage(pattern: SparsePattern, symmetric: object) -> None:
         return
     row, col = pattern.row, pattern.col
     if symmetric == "full":
-        At = pattern.transposed_kernel_matrix(torch.zeros(pattern.nnz, device=col.device))  # cached index data
-        if not (torch.equal(At.crow_indices(), pattern.crow) and torch.equal(At.col_indices(), col)):
+
+        def symmetric_pattern() -> bool:
+            At = pattern.transposed_kernel_matrix(torch.zeros(pattern.nnz, device=col.device))  # cached index data
+            return torch.equal(At.crow_indices(), pattern.crow) and torch.equal(At.col_indices(), col)
+
+        if not pattern.derived("symmetric_pattern", symmetric_pattern):  # checked once per pattern
             raise ValueError(
                 'A was declared symmetric="full" (both triangles stored) but its pattern is not symmetric: some stored '
                 "(i, j) has no stored (j, i). Store both triangles, or declare the one stored with "
