@@ -141,18 +141,14 @@ def symmetric_matmul(Q: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 class SparseSymmetricOperator(LinearOperator):
     """Base of the two operators: values ``(*batch, nnz)`` on a :class:`SymmetricPattern` (see the module)."""
 
-    def __init__(self, values: torch.Tensor, pattern: SymmetricPattern, transposed: bool = False):
+    def __init__(self, values: torch.Tensor, pattern: SymmetricPattern):
         if not isinstance(pattern, SymmetricPattern):
             raise TypeError(f"pattern must be a SymmetricPattern, got {type(pattern).__name__}")
         if not isinstance(values, torch.Tensor) or values.dim() < 1 or values.shape[-1] != pattern.nnz:
             shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
             raise ValueError(f"values must have shape (..., {pattern.nnz}) (one per stored entry), got {shape}")
-        if not isinstance(transposed, bool):
-            raise TypeError(f"transposed must be a bool, got {type(transposed).__name__} {transposed!r}")
-        super().__init__(values, pattern=pattern, transposed=transposed)
-        # ``transposed`` is kept for linear_operator's bookkeeping only: the matrix is symmetric and so are the
-        # gradients (see the module), so Qᵀ and Q are the same operator
-        self.values, self.pattern, self.transposed = values, pattern, bool(transposed)
+        super().__init__(values, pattern=pattern)
+        self.values, self.pattern = values, pattern
         self._factors: dict[int, CholeskyFactor] = {}
 
     # ---- helpers --------------------------------------------------------------------------------------------------
@@ -186,11 +182,12 @@ class SparseSymmetricOperator(LinearOperator):
     def _size(self) -> torch.Size:
         return torch.Size(self.values.shape[:-1] + (self.pattern.n, self.pattern.n))
 
-    def _with_values(self, values: torch.Tensor, transposed: bool | None = None) -> LinearOperator:
-        return self.__class__(values, self.pattern, self.transposed if transposed is None else transposed)
+    def _with_values(self, values: torch.Tensor) -> LinearOperator:
+        return self.__class__(values, self.pattern)
 
     def _transpose_nonbatch(self) -> LinearOperator:
-        return self._with_values(self.values, not self.transposed)
+        # symmetric, with symmetric gradients (see the module): Qᵀ is Q itself
+        return self
 
     def _expand_batch(self, batch_shape: torch.Size) -> LinearOperator:
         return self._with_values(self.values.expand(*batch_shape, self.pattern.nnz))
