@@ -203,7 +203,9 @@ class SparsePattern:
         self._diagonal: torch.Tensor | None = None  # kernel positions of the diagonal entries, once checked
         self._checked: set[tuple[bool, bool]] = set()
         self._derived: dict[Hashable, object] = {}
-        self.nbytes = sum(nbytes(t) for t in (self.crow, self.col, self.row, self.inverse, self.coo_grad_indices))
+        indices = (self.crow, self.col, self.row, self.inverse, self.coo_grad_indices)
+        self.index_nbytes = sum(nbytes(t) for t in indices)  # what the pattern holds without derived data
+        self.nbytes = self.index_nbytes
 
     def derived(self, key: Hashable, build: Callable[[], T]) -> T:
         """Data derived from this pattern alone, built by ``build()`` on first use and kept with the pattern.
@@ -478,7 +480,7 @@ class _PatternCache:
         self.bytes -= pattern.nbytes
         # A pattern still referenced elsewhere keeps working; its derived data is rebuilt on demand.
         pattern._derived = {}
-        pattern.nbytes = nbytes((pattern.crow, pattern.col, pattern.row, pattern.inverse, pattern.coo_grad_indices))
+        pattern.nbytes = pattern.index_nbytes
 
     def _evict(self, keep: SparsePattern) -> None:
         while self._entries and (self.bytes > self.max_bytes or len(self._entries) > self.max_patterns):

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import NotPositiveDefiniteError
 from ..ops._once import first_derivative_only
-from ..ops._solve_rule import symmetric_directions
+from ..ops._products import symmetric_directions
 from ..ops._values import stored_values
 from ..solvers import CG
 from ..solvers._operator import Operator

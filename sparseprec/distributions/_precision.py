@@ -54,9 +54,7 @@ _UNBATCHED = torch.Size(())
 
 
 # ---- a batch of precisions on one pattern ------------------------------------------------------------------------
-def check_settings(
-    cholesky: object, logdet: object, allow_slq: bool = True
-) -> tuple[SparseCholesky, ExactLogDet | SLQLogDet]:
+def check_settings(cholesky: object, logdet: object) -> tuple[SparseCholesky, ExactLogDet | SLQLogDet]:
     """The distribution's factorisation and log-det estimator, from the ``cholesky=`` and ``logdet=`` arguments.
 
     ``None`` means the default (``SparseCholesky()``; the exact log-det with that factorisation). An ``ExactLogDet``
@@ -86,8 +84,6 @@ def check_settings(
         cholesky = logdet.cholesky
     cholesky = SparseCholesky() if cholesky is None else cholesky
     logdet = ExactLogDet(cholesky) if logdet is None else logdet
-    if isinstance(logdet, SLQLogDet) and not allow_slq:
-        raise ValueError("logdet=SLQLogDet(...) is not available here: use ExactLogDet()")
     return cholesky, logdet
 
 

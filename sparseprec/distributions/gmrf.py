@@ -236,9 +236,8 @@ class GMRF(SparsePrecisionGaussian):
                 f"{type(solver).__name__} {solver!r}"
             )
         cholesky = solver if isinstance(solver, SparseCholesky) else self.cholesky_settings
-        logdet = self.logdet_estimator
-        if isinstance(logdet, ExactLogDet):
-            logdet = ExactLogDet(cholesky)
+        # the exact log-det follows the posterior's factorisation; an estimator such as SLQ carries over
+        logdet = None if isinstance(self.logdet_estimator, ExactLogDet) else self.logdet_estimator
         w = noise_weights(noise_precision, A.shape[0], self.loc)
         Q_post = posterior_precision(self.precision, A, w)
         y = check_vector(y, "y")

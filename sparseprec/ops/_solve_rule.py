@@ -34,7 +34,7 @@ from ..pattern import SparsePattern
 from ._products import check_symmetric, symmetric_directions
 from ._values import as_operand, operand_gradient
 
-__all__ = ["LinearSolver", "linear_solve", "symmetric_directions"]
+__all__ = ["LinearSolver", "linear_solve"]
 
 
 class LinearSolver(Protocol):
