@@ -22,28 +22,21 @@ Paths (float64, 2-D grids of side s, n = s²):
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-import sparseprec
-from sparseprec.cholesky import cholesky, sparse_logdet
-from sparseprec.distributions import GMRF, SparseMultivariateNormal
-from sparseprec.solvers import CG
-from sparseprec.structures import grid_laplacian, matern_spde
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_times  # noqa: E402
+
+import sparseprec  # noqa: E402
+from sparseprec.cholesky import cholesky, sparse_logdet  # noqa: E402
+from sparseprec.distributions import GMRF, SparseMultivariateNormal  # noqa: E402
+from sparseprec.solvers import CG  # noqa: E402
+from sparseprec.structures import grid_laplacian, matern_spde  # noqa: E402
 
 F64 = torch.float64
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: caches filled
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def shifted_laplacian(s: int) -> torch.Tensor:
@@ -74,7 +67,8 @@ def rows_for(s: int, repeats: int) -> list[dict]:
     out = []
 
     def add(path: str, fn) -> None:
-        out.append({"path": path, "size": f"s={s}", "seconds": median_seconds(fn, repeats)})
+        seconds, _ = median_times({path: fn}, repeats)[path]  # one warm-up call (caches filled), then the median
+        out.append({"path": path, "size": f"s={s}", "seconds": seconds})
         print(out[-1], flush=True)
 
     def mm():

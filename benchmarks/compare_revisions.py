@@ -5,7 +5,8 @@ two trees measured in turn in one session can. This script runs ``benchmarks/<sc
 tree (each tree's own script, or with ``--same-script`` tree B's for both; ``PYTHONPATH`` set to the tree so its
 ``sparseprec`` is imported) ``--rounds``
 times, alternating A, B, A, B, ..., collects the rows each run prints (Python dict literals, one per line), and
-reports for every row and every timing column the median over rounds of A and of B and the ratio B / A.
+reports for every row and every timing column the median over rounds of A and of B (with their min–max over the
+rounds) and the ratio B / A.
 
 Example (the tree of a base commit checked out with ``git worktree add /tmp/base <commit>``)::
 
@@ -73,7 +74,7 @@ def main() -> None:
                 slot = results[label].setdefault(key_of(row), {})
                 for k, v in timings(row).items():
                     slot.setdefault(k, []).append(v)
-    print("| row | column | A median | B median | B / A | rounds |\n|---|---|---|---|---|---|")
+    print("| row | column | A median (min–max) | B median (min–max) | B / A | rounds |\n|---|---|---|---|---|---|")
     for key in sorted(set(results["A"]) | set(results["B"]), key=str):
         a, b = results["A"].get(key), results["B"].get(key)
         name = ", ".join(str(v) for _, v in key)
@@ -86,7 +87,9 @@ def main() -> None:
         for column in sorted(set(a) & set(b)):
             ma, mb = statistics.median(a[column]), statistics.median(b[column])
             ratio = mb / ma if ma > 0 else float("nan")
-            print(f"| {name} | {column} | {ma:.4g} | {mb:.4g} | {ratio:.2f} | {len(a[column])}/{len(b[column])} |")
+            spread_a = f"{ma:.4g} ({min(a[column]):.4g}–{max(a[column]):.4g})"
+            spread_b = f"{mb:.4g} ({min(b[column]):.4g}–{max(b[column]):.4g})"
+            print(f"| {name} | {column} | {spread_a} | {spread_b} | {ratio:.2f} | {len(a[column])}/{len(b[column])} |")
 
 
 if __name__ == "__main__":
