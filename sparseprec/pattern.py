@@ -559,7 +559,16 @@ def shared_derived(key: Hashable, build: Callable[[], T]) -> T:
 
 
 def note_symbolic_analysis() -> None:
-    """Count one symbolic analysis in :func:`cache_info` (called by the Cholesky layer)."""
+    """Count one symbolic analysis in :func:`cache_info` (called by the Cholesky layer when it orders a new pattern).
+
+    Examples
+    --------
+    >>> from sparseprec.pattern import cache_info, note_symbolic_analysis
+    >>> before = cache_info().symbolic_analyses
+    >>> note_symbolic_analysis()
+    >>> cache_info().symbolic_analyses - before
+    1
+    """
     with _CACHE._lock:
         _CACHE.analyses += 1
 
