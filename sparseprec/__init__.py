@@ -5,8 +5,8 @@ The core (this package and its subpackages ``ops``, ``solvers``, ``cholesky``, .
 ``sparseprec.gpytorch`` and are imported explicitly.
 """
 
-from . import cholesky, datasets, distributions, ops, pattern, solvers, structures
-from .distributions import GMRF, ICAR, IntrinsicGMRF, SparseMultivariateNormal
+from . import cholesky, datasets, distributions, laplace, ops, pattern, solvers, structures
+from .distributions import GMRF, ICAR, ConstrainedGMRF, IntrinsicGMRF, SparseMultivariateNormal
 from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError, NotTwiceDifferentiableError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_mm, sparse_triangular_solve
 from .pattern import cache_info, clear_caches
@@ -19,10 +19,12 @@ __all__ = [
     "cholesky",
     "distributions",
     "structures",
+    "laplace",
     "datasets",
     "SparseMultivariateNormal",
     "GMRF",
     "IntrinsicGMRF",
+    "ConstrainedGMRF",
     "ICAR",
     "sparse_mm",
     "sparse_triangular_solve",

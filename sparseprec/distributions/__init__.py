@@ -5,6 +5,7 @@ Importing this package registers the KL divergences of :mod:`sparseprec.distribu
 """
 
 from . import constraints, kl
+from .constrained import ConstrainedGMRF
 from .gmrf import CAR, GMRF
 from .intrinsic import ICAR, IntrinsicGMRF
 from .sparse_mvn import DENSE_WARNING_SIZE, SparseMultivariateNormal
@@ -16,6 +17,7 @@ __all__ = [
     "CAR",
     "IntrinsicGMRF",
     "ICAR",
+    "ConstrainedGMRF",
     "AffineSubspace",
     "AffineSubspaceTransform",
     "DENSE_WARNING_SIZE",

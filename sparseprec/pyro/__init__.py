@@ -5,5 +5,14 @@ Import explicitly (``import sparseprec.pyro``); the core package never imports P
 
 from .autoguide import AutoSparseMultivariateNormal
 from .distributions import CAR, GMRF, ICAR, IntrinsicGMRF, SparseMultivariateNormal
+from .laplace import LaplaceMarginal
 
-__all__ = ["AutoSparseMultivariateNormal", "SparseMultivariateNormal", "GMRF", "CAR", "IntrinsicGMRF", "ICAR"]
+__all__ = [
+    "AutoSparseMultivariateNormal",
+    "SparseMultivariateNormal",
+    "GMRF",
+    "CAR",
+    "IntrinsicGMRF",
+    "ICAR",
+    "LaplaceMarginal",
+]

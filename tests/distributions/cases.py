@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.distributions import Distribution, MultivariateNormal
 
-from sparseprec.distributions import CAR, GMRF, ICAR, IntrinsicGMRF, SparseMultivariateNormal
+from sparseprec.distributions import CAR, GMRF, ICAR, ConstrainedGMRF, IntrinsicGMRF, SparseMultivariateNormal
 from sparseprec.structures import adjacency_from_pairs, ar1, car, icar, rw1, rw2
 from tests.conftest import LAYOUTS, sparse_from_dense
 from tests.distributions.smvn_cases import FORM_IDS, FORMS, make_case
@@ -241,6 +241,45 @@ def _intrinsic_cases() -> list[DistributionCase]:
     return cases
 
 
+# ---- ConstrainedGMRF: a positive definite precision H conditioned on C x = e --------------------------------------
+@dataclass
+class ConstrainedCase(DistributionCase):
+    """``precision`` is the unconstrained H and ``covariance`` the conditional Σ_C; the density's precision on null(C)
+    is P H P (P the orthogonal projection onto null(C)), whose generalised determinant is the reference's."""
+
+    def log_pdet(self) -> torch.Tensor:
+        C = self.constraint_matrix
+        P = torch.eye(self.n, dtype=C.dtype) - C.T @ torch.linalg.solve(C @ C.T, C)
+        eigenvalues = torch.linalg.eigvalsh(P @ self.precision @ P)
+        largest = eigenvalues.max(-1, keepdim=True).values
+        return torch.where(eigenvalues > 1e-9 * largest, eigenvalues, torch.ones_like(eigenvalues)).log().sum(-1)
+
+
+def _constrained(id_: str, loc: torch.Tensor, k: int, seed: int) -> DistributionCase:
+    dense, mask = random_spd(8, seed)
+    H = sparse_from_dense(dense, mask, "csr")
+    C = torch.randn(k, 8, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    Sigma = torch.linalg.inv(dense)
+    V = Sigma @ C.T
+    return ConstrainedCase(
+        id_,
+        lambda loc: ConstrainedGMRF(loc, H, C),
+        loc,
+        Sigma - V @ torch.linalg.solve(C @ V, V.T),
+        dense,
+        C,
+        shared=("precision", "constraint_matrix", "_factor"),
+    )
+
+
+CONSTRAINED_CASES = [
+    _constrained("constrained-k1", torch.linspace(-1, 1, 8, dtype=F64), 1, 5),
+    _constrained(
+        "constrained-k3-batch", torch.randn(3, 8, generator=torch.Generator().manual_seed(7), dtype=F64), 3, 6
+    ),
+]
+
+
 # ---- batched precisions: GMRF with a (4, n, n) precision ------------------------------------------------------------
 # Another engineer is adding batched precisions to GMRF. The cases below are collected only once
 # ``GMRF(loc, Q)`` accepts a (b, n, n) precision of that layout (probed at import).
@@ -276,6 +315,12 @@ def _batched_precision_cases() -> list[DistributionCase]:
 
 BATCHED_PRECISION_CASES = _batched_precision_cases()
 
-CASES: list[DistributionCase] = [*_smvn_cases(), *_gmrf_cases(), *_intrinsic_cases(), *BATCHED_PRECISION_CASES]
+CASES: list[DistributionCase] = [
+    *_smvn_cases(),
+    *_gmrf_cases(),
+    *_intrinsic_cases(),
+    *CONSTRAINED_CASES,
+    *BATCHED_PRECISION_CASES,
+]
 
 __all__ = ["CASES", "BATCHED_PRECISION_CASES", "DistributionCase", "batched_precision_supported", "random_spd"]

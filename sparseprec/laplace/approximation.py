@@ -1,0 +1,236 @@
+r"""``LaplaceApproximation``: the mode, the Gaussian approximation and the Laplace marginal likelihood with its exact
+gradient.
+
+At the mode :math:`x^*` of :math:`\psi(x) = \log p(y \mid x) + \log p(x \mid \theta)` (on :math:`\{Cx = e\}`), with
+:math:`H = Q + A^\top W A`, :math:`W = \mathrm{diag}(-f''(\eta^*))`:
+
+.. math::
+
+    \log \tilde p(y \mid \theta) = \log p(y \mid x^*) + \log p(x^* \mid \theta) - \log \pi_G(x^* \mid y, \theta),
+
+where :math:`\pi_G = N(x^*, H^{-1})` conditioned on :math:`Cx = e` (the same measure as the prior's: Lebesgue on the
+constraint surface), so :math:`\log \pi_G(x^*) = -\tfrac{n-k}2 \log 2\pi + \tfrac12 \log\det H + \tfrac12 \log\det
+(C H^{-1} C^\top) - \tfrac12 \log\det(C C^\top)`. Exact for a Gaussian likelihood.
+
+**Gradient** (implicit-function theorem). With :math:`\Sigma_C = H^{-1} - H^{-1}C^\top (CH^{-1}C^\top)^{-1}CH^{-1}`,
+the mode moves as :math:`dx^* = \Sigma_C\, \partial_\theta \nabla_x \psi\, d\theta` and the total derivative is
+
+.. math::
+
+    \frac{d \log\tilde p}{d\theta} = \partial_\theta \psi(x^*, \theta)
+      - \tfrac12 \operatorname{tr}(\Sigma_C\, \partial_\theta H)
+      - \tfrac12\, v^\top \partial_\theta \nabla_x\psi(x^*, \theta), \qquad
+    v = \Sigma_C\, s, \quad s = A^\top\bigl(d \odot (-f'''(\eta^*))\bigr), \quad d = \mathrm{diag}(A \Sigma_C A^\top),
+
+(the first term has no :math:`dx^*` part: :math:`\nabla_x \psi = C^\top\lambda` at the mode and :math:`C\,dx^* = 0`).
+The implementation builds one scalar whose value is :math:`\log\tilde p` and whose autograd gradient is the above:
+:math:`\psi(\hat x, \theta) - \log \pi_G(\hat x)` at the detached mode :math:`\hat x` (autograd: the partial
+derivatives; :math:`\operatorname{tr}(\Sigma_C \partial H)` through :func:`sparseprec.cholesky.sparse_logdet`'s
+selected inverse and the kriging solve) plus :math:`-\tfrac12 v^\top \nabla_x\psi(\hat x, \theta)` minus its own
+value. :math:`d` comes from the same selected inverse (:math:`(H^{-1})_{jk}` for :math:`j, k` in one row of
+:math:`A` lie on the pattern of :math:`A^\top A \subseteq` that of :math:`H`), :math:`v` from one more solve. The mode
+itself is returned differentiable the same way: :math:`\hat x + \Sigma_C \nabla_x\psi(\hat x, \theta)` minus the
+value of the second term.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..cholesky import diag_inverse, selected_inverse
+from ..distributions import GMRF, ConstrainedGMRF
+from ..errors import NotPositiveDefiniteError
+from ..ops import sparse_mm
+from .newton import ModeResult, Newton, find_mode, hessian, kriging_terms, restricted_solve
+
+__all__ = ["LaplaceApproximation"]
+
+
+class LaplaceApproximation:
+    r"""The Laplace approximation of a :class:`~sparseprec.laplace.LatentGaussianModel` at observations ``y``.
+
+    Made by :meth:`LatentGaussianModel.laplace`; the inner Newton iteration runs on construction (see
+    :mod:`sparseprec.laplace.newton`), the rest when first asked for. The maths of the marginal likelihood and its
+    gradient are in this module's docstring.
+
+    Parameters
+    ----------
+    model : LatentGaussianModel
+    y : torch.Tensor
+        Observations ``(m,)`` (checked by the likelihood).
+    x0 : torch.Tensor, optional
+        Newton's start (moved onto the constraints); default the prior mean.
+    newton : Newton, optional
+
+    Attributes
+    ----------
+    converged, iterations, decrement, gradient_norm, hessian
+        The inner iteration's report (:class:`~sparseprec.laplace.newton.ModeResult`); ``hessian`` is
+        ``"expected information"`` when a likelihood that is not log-concave made Newton use it.
+
+    Raises
+    ------
+    sparseprec.ConvergenceError
+        Newton did not converge (the message says what to try; ``.solution`` is the ``ModeResult``).
+    sparseprec.NotPositiveDefiniteError
+        ``Q + AᵀWA`` is not positive definite (an unidentified direction, or an observed Hessian of a non-log-concave
+        likelihood that is indefinite at the mode).
+
+    Examples
+    --------
+    A Gaussian likelihood: the approximation is exact, so it equals :meth:`sparseprec.GMRF.log_marginal_likelihood`.
+
+    >>> import torch
+    >>> from sparseprec.distributions import GMRF
+    >>> from sparseprec.laplace import Gaussian, LatentGaussianModel
+    >>> from sparseprec.structures import ar1
+    >>> prior = GMRF(torch.zeros(5, dtype=torch.float64), ar1(5, 0.7))
+    >>> y = torch.tensor([0.3, -0.1, 0.8, 1.2, 0.4], dtype=torch.float64)
+    >>> fit = LatentGaussianModel(prior, Gaussian(torch.tensor(4.0, dtype=torch.float64))).laplace(y)
+    >>> eye = torch.eye(5, dtype=torch.float64).to_sparse_csr()
+    >>> exact = prior.log_marginal_likelihood(eye, y, 4.0)
+    >>> bool(torch.isclose(fit.log_marginal_likelihood(), exact, rtol=0, atol=1e-10)), fit.converged
+    (True, True)
+    """
+
+    def __init__(self, model, y: torch.Tensor, *, x0: torch.Tensor | None = None, newton: Newton | None = None):
+        settings = Newton() if newton is None else newton
+        if not isinstance(settings, Newton):
+            raise TypeError(f"newton must be a sparseprec.laplace.Newton, got {type(settings).__name__}")
+        like = model.components[0].loc
+        self.model, self.newton = model, settings
+        self.y = model.likelihood.check(y, like.new_zeros(model.m))
+        self.result: ModeResult = find_mode(model, self.y, x0, settings)
+        self.converged, self.iterations = self.result.converged, self.result.iterations
+        self.decrement, self.gradient_norm, self.hessian = (
+            self.result.decrement,
+            self.result.gradient_norm,
+            self.result.hessian,
+        )
+        self._built: dict | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"LaplaceApproximation(n={self.model.n}, m={self.model.m}, converged={self.converged}, "
+            f"iterations={self.iterations}, hessian={self.hessian!r})"
+        )
+
+    # ---- the pieces, built once ---------------------------------------------------------------------------------
+    def _build(self) -> dict:
+        if self._built is not None:
+            return self._built
+        model, y, likelihood = self.model, self.y, self.model.likelihood
+        x_hat = self.result.x
+        with torch.enable_grad():
+            eta = model.linear_predictor(x_hat)
+            d1, d2, d3 = likelihood.derivatives(y, eta)
+            Q, mu = model.precision(), model.loc()
+            H = hessian(model, Q, -d2)
+            constraints = model.constraints()
+            settings = self.newton.cholesky
+            if constraints is None:
+                posterior = GMRF(x_hat, H, cholesky=settings)
+            else:
+                C, e = constraints
+                posterior = ConstrainedGMRF(x_hat, H, C, e.detach(), cholesky=settings)
+            try:
+                factor = posterior._cholesky()[0]
+            except NotPositiveDefiniteError as error:
+                raise NotPositiveDefiniteError(
+                    f"the Laplace precision Q + AᵀWA with the observed W = −f''(η*) is not positive definite at the "
+                    f"mode ({error}); the likelihood ({self.model.likelihood!r}) is not log-concave there, so the mode "
+                    "is not a strict maximum of log p(x | y) and a Gaussian approximation does not exist at it",
+                    column=getattr(error, "column", None),
+                ) from error
+            kriging = None if constraints is None else kriging_terms(factor, constraints[0])
+            with torch.no_grad():
+                variance = self._latent_variance(factor, kriging)
+                predictor_variance = self._predictor_variance(factor, kriging, variance)
+                s = model.predictor_transpose(-(predictor_variance * d3.detach()))
+                v = restricted_solve(factor, s, kriging)
+            residual = model.predictor_transpose(d1) - sparse_mm(Q, (x_hat - mu).unsqueeze(-1)).squeeze(-1)
+            shift = restricted_solve(factor, residual, kriging)
+            mode = x_hat + (shift - shift.detach())
+            posterior.loc = mode
+            log_joint = likelihood.log_prob(y, eta).sum() + model.log_prior(x_hat)
+            implicit = -0.5 * torch.dot(v, residual)
+            value = log_joint - posterior.log_prob(mode) + (implicit - implicit.detach())
+        self._built = {
+            "posterior": posterior,
+            "mode": mode,
+            "log_marginal_likelihood": value,
+            "variance": variance,
+            "predictor_variance": predictor_variance,
+            "factor": factor,
+        }
+        return self._built
+
+    @staticmethod
+    def _latent_variance(factor, kriging) -> torch.Tensor:
+        variance = diag_inverse(factor)
+        if kriging is not None:
+            _, V, S = kriging
+            variance = variance - (V * torch.linalg.solve(S, V.T).T).sum(-1)
+        return variance
+
+    def _predictor_variance(self, factor, kriging, variance: torch.Tensor) -> torch.Tensor:
+        r""":math:`\mathrm{diag}(A \Sigma_C A^\top)` from the selected inverse (entries on ``AᵀA``'s pattern)."""
+        A = self.model.obs_matrix
+        if A is None:
+            return variance
+        Z = selected_inverse(factor).to_sparse_csr()
+        Zs = sp.csr_matrix(
+            (
+                Z.values().detach().cpu().double().numpy(),
+                Z.col_indices().cpu().numpy(),
+                Z.crow_indices().cpu().numpy(),
+            ),
+            shape=tuple(Z.shape),
+        )
+        As = A.detach().to_sparse_coo().coalesce()
+        index = As.indices().cpu().numpy()
+        As = sp.csr_matrix((As.values().cpu().double().numpy(), (index[0], index[1])), shape=tuple(A.shape))
+        d = np.asarray(As.multiply(As @ Zs).sum(axis=1)).ravel()
+        out = torch.from_numpy(d).to(dtype=variance.dtype, device=variance.device)
+        if kriging is not None:
+            _, V, S = kriging
+            AV = sparse_mm(A.detach(), V)
+            out = out - (AV * torch.linalg.solve(S, AV.T).T).sum(-1)
+        return out
+
+    # ---- the public results -------------------------------------------------------------------------------------
+    @property
+    def mode(self) -> torch.Tensor:
+        r"""The mode :math:`x^*` ``(n,)``, differentiable w.r.t. every tensor the model was built from
+        (:math:`dx^* = \Sigma_C\, \partial_\theta \nabla_x \psi`)."""
+        return self._build()["mode"]
+
+    @property
+    def posterior(self) -> GMRF | ConstrainedGMRF:
+        r"""The Gaussian approximation :math:`N(x^*, (Q + A^\top W A)^{-1})` (conditioned on :math:`Cx = e` with
+        intrinsic components: a :class:`~sparseprec.distributions.ConstrainedGMRF`) — sample it, evaluate it;
+        ``loc`` is the differentiable mode, the precision differentiable w.r.t. the model's tensors."""
+        return self._build()["posterior"]
+
+    def log_marginal_likelihood(self) -> torch.Tensor:
+        r""":math:`\log\tilde p(y \mid \theta)`, 0-d, with the exact gradient w.r.t. every tensor the model was built
+        from (precision hyper-parameters, prior means, ``A``'s values, the offset, likelihood parameters)."""
+        return self._build()["log_marginal_likelihood"]
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """Marginal variances of the Gaussian approximation ``(n,)`` (exact, by selected inversion; no gradient)."""
+        return self._build()["variance"]
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        """Marginal standard deviations ``(n,)`` (no gradient)."""
+        return self.variance.sqrt()
+
+    @property
+    def predictor_variance(self) -> torch.Tensor:
+        r""":math:`\mathrm{Var}(\eta_i)` under the approximation, :math:`\mathrm{diag}(A \Sigma_C A^\top)`, ``(m,)``
+        (no gradient)."""
+        return self._build()["predictor_variance"]
