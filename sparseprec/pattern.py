@@ -404,6 +404,10 @@ class _PatternCache:
         self._entries: OrderedDict[int, tuple[tuple, tuple[torch.Tensor, ...], tuple[int, ...], SparsePattern]] = (
             OrderedDict()
         )
+        # (meta, data pointers of the index tensors) -> entry key: a hit on the very same index memory is one lookup,
+        # whatever the number of cached patterns (the loop over entries is for new memory holding a known pattern)
+        self._by_memory: dict[tuple, int] = {}
+        self._memory_of: dict[int, tuple] = {}
         self._shared = SparsePattern.__new__(SparsePattern)  # holder of data not derived from a sparse tensor
         self._shared._derived, self._shared.nbytes = {}, 0
         self._lock = threading.RLock()
@@ -428,7 +432,17 @@ class _PatternCache:
             A.layout == torch.sparse_coo and A.is_coalesced(),
         )
         versions = tuple(t._version for t in indices)
+        memory = (meta, tuple(t.data_ptr() for t in indices))
         with self._lock:
+            key = self._by_memory.get(memory)
+            if key is not None and key in self._entries:
+                _, seen, seen_versions, pattern = self._entries[key]
+                if all(same_memory(s, t) for s, t in zip(seen, indices, strict=True)):
+                    if seen_versions == versions:
+                        self._entries.move_to_end(key)
+                        self.hits += 1
+                        return pattern
+                    self._drop(key)  # written in place since: the cached pattern is stale
             candidates = []
             for key, (entry_meta, seen, seen_versions, pattern) in list(self._entries.items()):
                 if entry_meta != meta:
@@ -436,6 +450,7 @@ class _PatternCache:
                 identical = all(same_memory(s, t) for s, t in zip(seen, indices, strict=True))
                 if identical and seen_versions == versions:
                     self._entries.move_to_end(key)
+                    self._remember(key, memory)
                     self.hits += 1
                     return pattern
                 if identical:  # written in place since: the cached pattern is stale
@@ -447,6 +462,7 @@ class _PatternCache:
                     # same pattern held in new tensors: remember the new ones for the identity check next time
                     self._entries[key] = (meta, indices, versions, pattern)
                     self._entries.move_to_end(key)
+                    self._remember(key, memory)
                     self.hits += 1
                     return pattern
         # A miss: check the indices before any index work (a bad pattern must neither crash a conversion nor be cached).
@@ -455,6 +471,7 @@ class _PatternCache:
         with self._lock:
             self.misses += 1
             self._entries[self._next] = (meta, indices, versions, pattern)
+            self._remember(self._next, memory)
             self._next += 1
             self.bytes += pattern.nbytes
             self._evict(keep=pattern)
@@ -475,7 +492,18 @@ class _PatternCache:
                 self._evict(keep=pattern)
             return value
 
+    def _remember(self, key: int, memory: tuple) -> None:
+        """Map the index memory ``memory`` to entry ``key`` (replacing the entry's previous memory)."""
+        previous = self._memory_of.pop(key, None)
+        if previous is not None and self._by_memory.get(previous) == key:
+            del self._by_memory[previous]
+        self._by_memory[memory] = key
+        self._memory_of[key] = memory
+
     def _drop(self, key: int) -> None:
+        memory = self._memory_of.pop(key, None)
+        if memory is not None and self._by_memory.get(memory) == key:
+            del self._by_memory[memory]
         pattern = self._entries.pop(key)[3]
         self.bytes -= pattern.nbytes
         # A pattern still referenced elsewhere keeps working; its derived data is rebuilt on demand.

@@ -71,7 +71,9 @@ def noise_weights(noise_precision: float | torch.Tensor, m: int, like: torch.Ten
     return given.expand(m)
 
 
-def _gram_pattern(pattern: SparsePattern, n: int) -> tuple[torch.Tensor, ...]:
+def gram_pattern(pattern: SparsePattern, n: int) -> tuple[torch.Tensor, ...]:
+    """``(first, second, inverse, keys)`` of ``AᵀA``'s pairs of ``A``'s entries sharing a row (``product_pattern``),
+    cached with ``A``'s pattern."""
     return pattern.derived(
         ("gram_pattern", n), lambda: product_pattern(pattern.row.long(), pattern.col.long(), pattern.n_rows, n)
     )
@@ -81,7 +83,7 @@ def _union(q_pattern: SparsePattern, a_pattern: SparsePattern, n: int) -> tuple[
     """Merged CSR pattern of ``Q`` and ``AᵀA``; cached on ``A``'s pattern, per ``Q`` pattern."""
 
     def union() -> tuple[torch.Tensor, ...]:
-        gram_keys = _gram_pattern(a_pattern, n)[3]
+        gram_keys = gram_pattern(a_pattern, n)[3]
         merged = Assembly(
             torch.cat([q_pattern.row.long(), gram_keys // n]), torch.cat([q_pattern.col.long(), gram_keys % n]), n, n
         )
@@ -131,7 +133,7 @@ def posterior_precision(Q: torch.Tensor, A: torch.Tensor, w: torch.Tensor) -> to
             f"obs_matrix must be finite, got {float(a_values.detach()[e])} at entry "
             f"({int(a_pattern.row[e])}, {int(a_pattern.col[e])})"
         )
-    first, second, inverse, gram_keys = _gram_pattern(a_pattern, n)
+    first, second, inverse, gram_keys = gram_pattern(a_pattern, n)
     gram_terms = a_values[first] * a_values[second] * w[a_pattern.row.long()[first]]
     gram_values = gram_terms.new_zeros(gram_keys.numel()).index_add(0, inverse, gram_terms)
     crow, col, merge, size = _union(q_pattern, a_pattern, n)

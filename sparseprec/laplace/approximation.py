@@ -36,13 +36,15 @@ value of the second term.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-from ..cholesky import diag_inverse, selected_inverse
+from ..cholesky import diag_inverse
 from ..distributions import GMRF, ConstrainedGMRF
+from ..distributions._precision import LOG_2PI
+from ..distributions.conditioning import gram_pattern
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_mm
+from ..pattern import pattern_of
 from .newton import ModeResult, Newton, find_mode, hessian, kriging_terms, restricted_solve
 
 __all__ = ["LaplaceApproximation"]
@@ -109,6 +111,7 @@ class LaplaceApproximation:
             self.result.gradient_norm,
             self.result.hessian,
         )
+        self._pieces: dict | None = None
         self._built: dict | None = None
 
     def __repr__(self) -> str:
@@ -118,25 +121,20 @@ class LaplaceApproximation:
         )
 
     # ---- the pieces, built once ---------------------------------------------------------------------------------
-    def _build(self) -> dict:
-        if self._built is not None:
-            return self._built
+    def _factorise(self) -> dict:
+        """Without autograd: ``H`` at the mode factorised, the kriging terms, the marginal variances of ``x`` and
+        ``η``, and the value of the marginal likelihood."""
+        if self._pieces is not None:
+            return self._pieces
         model, y, likelihood = self.model, self.y, self.model.likelihood
         x_hat = self.result.x
-        with torch.enable_grad():
+        with torch.no_grad(), self.newton.thread_limit():
             eta = model.linear_predictor(x_hat)
             d1, d2, d3 = likelihood.derivatives(y, eta)
-            Q, mu = model.precision(), model.loc()
-            H = hessian(model, Q, -d2)
+            H = hessian(model, model.precision(), -d2)
             constraints = model.constraints()
-            settings = self.newton.cholesky
-            if constraints is None:
-                posterior = GMRF(x_hat, H, cholesky=settings)
-            else:
-                C, e = constraints
-                posterior = ConstrainedGMRF(x_hat, H, C, e.detach(), cholesky=settings)
             try:
-                factor = posterior._cholesky()[0]
+                factor = self.newton.cholesky.factor(H)
             except NotPositiveDefiniteError as error:
                 raise NotPositiveDefiniteError(
                     f"the Laplace precision Q + AᵀWA with the observed W = −f''(η*) is not positive definite at the "
@@ -145,11 +143,48 @@ class LaplaceApproximation:
                     column=getattr(error, "column", None),
                 ) from error
             kriging = None if constraints is None else kriging_terms(factor, constraints[0])
-            with torch.no_grad():
-                variance = self._latent_variance(factor, kriging)
-                predictor_variance = self._predictor_variance(factor, kriging, variance)
-                s = model.predictor_transpose(-(predictor_variance * d3.detach()))
-                v = restricted_solve(factor, s, kriging)
+            variance = self._latent_variance(factor, kriging)
+            predictor_variance = self._predictor_variance(factor, kriging, variance)
+            # log π_G(x*) = −(n−k)/2 log 2π + ½ log det H + ½ log det S − ½ log det CCᵀ
+            k = 0 if constraints is None else constraints[0].shape[0]
+            log_gaussian = -0.5 * (model.n - k) * LOG_2PI + 0.5 * factor.logdet()
+            if kriging is not None:
+                C, _, S = kriging
+                log_gaussian = log_gaussian + 0.5 * (torch.logdet(S) - torch.logdet(C @ C.T))
+            value = likelihood.log_prob(y, eta).sum() + model.log_prior(x_hat) - log_gaussian
+        self._pieces = {
+            "H": H,
+            "factor": factor,
+            "kriging": kriging,
+            "variance": variance,
+            "predictor_variance": predictor_variance,
+            "d3": d3,
+            "value": value,
+        }
+        return self._pieces
+
+    def _build(self) -> dict:
+        """With autograd: the differentiable mode, the posterior distribution and the marginal likelihood whose
+        gradient is the implicit-function one (see the module docstring)."""
+        if self._built is not None:
+            return self._built
+        pieces = self._factorise()
+        model, y, likelihood = self.model, self.y, self.model.likelihood
+        x_hat, factor, kriging = self.result.x, pieces["factor"], pieces["kriging"]
+        with torch.no_grad(), self.newton.thread_limit():
+            s = model.predictor_transpose(-(pieces["predictor_variance"] * pieces["d3"]))
+            v = restricted_solve(factor, s, kriging)
+        with torch.enable_grad(), self.newton.thread_limit():
+            eta = model.linear_predictor(x_hat)
+            d1, d2, _ = likelihood.derivatives(y, eta)
+            Q, mu = model.precision(), model.loc()
+            H = hessian(model, Q, -d2)
+            settings = self.newton.cholesky
+            if kriging is None:
+                posterior = GMRF(x_hat, H, cholesky=settings)
+            else:
+                posterior = ConstrainedGMRF(x_hat, H, kriging[0], kriging[0] @ x_hat, cholesky=settings)
+            posterior._factor = (factor,)  # the factor of these very values, made by _factorise
             residual = model.predictor_transpose(d1) - sparse_mm(Q, (x_hat - mu).unsqueeze(-1)).squeeze(-1)
             shift = restricted_solve(factor, residual, kriging)
             mode = x_hat + (shift - shift.detach())
@@ -157,14 +192,7 @@ class LaplaceApproximation:
             log_joint = likelihood.log_prob(y, eta).sum() + model.log_prior(x_hat)
             implicit = -0.5 * torch.dot(v, residual)
             value = log_joint - posterior.log_prob(mode) + (implicit - implicit.detach())
-        self._built = {
-            "posterior": posterior,
-            "mode": mode,
-            "log_marginal_likelihood": value,
-            "variance": variance,
-            "predictor_variance": predictor_variance,
-            "factor": factor,
-        }
+        self._built = {"posterior": posterior, "mode": mode, "log_marginal_likelihood": value}
         return self._built
 
     @staticmethod
@@ -176,24 +204,30 @@ class LaplaceApproximation:
         return variance
 
     def _predictor_variance(self, factor, kriging, variance: torch.Tensor) -> torch.Tensor:
-        r""":math:`\mathrm{diag}(A \Sigma_C A^\top)` from the selected inverse (entries on ``AᵀA``'s pattern)."""
+        r""":math:`\mathrm{diag}(A \Sigma_C A^\top)_i = \sum_{j,k} A_{ij} A_{ik} (\Sigma_C)_{jk}`: the pairs
+        :math:`(j, k)` of one row of ``A`` lie on the pattern of :math:`A^\top A`, inside ``H``'s, so the selected
+        inverse holds them (their positions cached with ``H``'s pattern and analysis)."""
         A = self.model.obs_matrix
         if A is None:
             return variance
-        Z = selected_inverse(factor).to_sparse_csr()
-        Zs = sp.csr_matrix(
-            (
-                Z.values().detach().cpu().double().numpy(),
-                Z.col_indices().cpu().numpy(),
-                Z.crow_indices().cpu().numpy(),
-            ),
-            shape=tuple(Z.shape),
-        )
-        As = A.detach().to_sparse_coo().coalesce()
-        index = As.indices().cpu().numpy()
-        As = sp.csr_matrix((As.values().cpu().double().numpy(), (index[0], index[1])), shape=tuple(A.shape))
-        d = np.asarray(As.multiply(As @ Zs).sum(axis=1)).ravel()
-        out = torch.from_numpy(d).to(dtype=variance.dtype, device=variance.device)
+        a_pattern = pattern_of(A, "obs_matrix")
+        first, second, _, _ = gram_pattern(a_pattern, self.model.n)
+        structure, Z = factor.selected_inverse_blocks()
+
+        def locate():
+            inverse_perm = np.empty(factor.n, dtype=np.int64)
+            inverse_perm[factor.perm.cpu().numpy()] = np.arange(factor.n)
+            col = a_pattern.col.long().cpu().numpy()
+            r, c = inverse_perm[col[first.cpu().numpy()]], inverse_perm[col[second.cpu().numpy()]]
+            return structure, structure.locate(np.maximum(r, c), np.minimum(r, c))
+
+        positions = factor.pattern_derived(("laplace_predictor_pairs", a_pattern), locate)
+        if positions[0] is not structure:  # a structure built for this factor alone
+            positions = locate()
+        z = torch.from_numpy(Z[positions[1]]).to(dtype=variance.dtype, device=variance.device)
+        a = a_pattern.kernel_values(A.detach())
+        terms = a[first] * a[second] * z
+        out = terms.new_zeros(self.model.m).index_add(0, a_pattern.row.long()[first], terms)
         if kriging is not None:
             _, V, S = kriging
             AV = sparse_mm(A.detach(), V)
@@ -216,13 +250,16 @@ class LaplaceApproximation:
 
     def log_marginal_likelihood(self) -> torch.Tensor:
         r""":math:`\log\tilde p(y \mid \theta)`, 0-d, with the exact gradient w.r.t. every tensor the model was built
-        from (precision hyper-parameters, prior means, ``A``'s values, the offset, likelihood parameters)."""
+        from (precision hyper-parameters, prior means, ``A``'s values, the offset, likelihood parameters). Under
+        ``torch.no_grad()`` only the value is computed (no gradient machinery: cheaper)."""
+        if not torch.is_grad_enabled():
+            return self._factorise()["value"]
         return self._build()["log_marginal_likelihood"]
 
     @property
     def variance(self) -> torch.Tensor:
         """Marginal variances of the Gaussian approximation ``(n,)`` (exact, by selected inversion; no gradient)."""
-        return self._build()["variance"]
+        return self._factorise()["variance"]
 
     @property
     def stddev(self) -> torch.Tensor:
@@ -233,4 +270,4 @@ class LaplaceApproximation:
     def predictor_variance(self) -> torch.Tensor:
         r""":math:`\mathrm{Var}(\eta_i)` under the approximation, :math:`\mathrm{diag}(A \Sigma_C A^\top)`, ``(m,)``
         (no gradient)."""
-        return self._build()["predictor_variance"]
+        return self._factorise()["predictor_variance"]

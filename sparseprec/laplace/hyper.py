@@ -132,7 +132,7 @@ class LaplaceObjective:
     def __call__(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
         """``(value, gradient)`` at ``theta`` (a float and a detached tensor like ``theta``)."""
         theta = theta.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), (self.newton or Newton()).thread_limit():
             fit = self.approximation(theta)
             value = self.value(theta, fit)
             (gradient,) = torch.autograd.grad(value, theta, allow_unused=True)

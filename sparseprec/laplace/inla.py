@@ -254,14 +254,17 @@ def inla(
     mode_fit = fit.approximation
     cache: dict[tuple[int, ...], tuple[float, torch.Tensor, tuple[torch.Tensor, ...] | None]] = {}
     best: list[float] = []
+    modes: dict[tuple[int, ...], torch.Tensor] = {(0,) * d: mode_fit.result.x}
 
     def evaluate(index: tuple[int, ...]) -> float:
         """``log p̃(θ(z) | y)`` at the grid point ``index``; the point's marginals are kept only when it is within
         ``diff_logdens`` of the mode (the summaries, not the factor: memory O(n) per point)."""
         if index not in cache:
             theta = theta_star + M @ (torch.tensor(index, dtype=theta_star.dtype) * dz)
-            objective.warm_start.x = mode_fit.result.x
-            with torch.no_grad():
+            # start Newton from the mode of the nearest point evaluated so far (one grid step away, usually)
+            nearest = min(modes, key=lambda other: sum((a - b) ** 2 for a, b in zip(other, index, strict=True)))
+            objective.warm_start.x = modes[nearest]
+            with torch.no_grad(), (newton or Newton()).thread_limit():
                 approximation = objective.approximation(theta)
                 value = float(objective.value(theta, approximation))
                 summaries = None
@@ -274,6 +277,7 @@ def inla(
                         approximation.predictor_variance,
                     )
             cache[index] = (value, theta, summaries)
+            modes[index] = approximation.result.x
         return cache[index][0]
 
     top = evaluate((0,) * d)
