@@ -25,6 +25,7 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(lip_cancer, "load_scotland_lip_cancer", tripwire)
     monkeypatch.setattr(lip_cancer, "fit_svi", tripwire)
+    monkeypatch.setattr(lip_cancer, "fit_laplace", tripwire)
 
 
 BAD = [
@@ -44,6 +45,7 @@ BAD = [
     (["--seed", "-1"], r"argument --seed: expected an integer in \[0, 2\*\*32\), got -1"),
     (["--seed", str(2**32)], r"argument --seed: expected an integer in \[0, 2\*\*32\), got 4294967296"),
     (["--output", "map.txt"], r"argument --output: expected a path ending in \.png, got 'map\.txt'"),
+    (["--method", "mcmc"], r"argument --method: invalid choice: 'mcmc' \(choose from '?laplace'?, '?svi'?, '?nuts'?\)"),
 ]
 
 
@@ -135,7 +137,20 @@ def test_sampling_functions_refuse_bad_counts():
         lip_cancer.run_nuts(lambda: None, None, num_samples=10, warmup=-1)
 
 
-DIVERGING = ["--lr", "1000", "--steps", "5", "--particles", "1", "--samples", "10", "--no-plot", "--quiet"]
+DIVERGING = [
+    "--method",
+    "svi",
+    "--lr",
+    "1000",
+    "--steps",
+    "5",
+    "--particles",
+    "1",
+    "--samples",
+    "10",
+    "--no-plot",
+    "--quiet",
+]
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN:UserWarning")  # Pyro's own notice on the way to the error

@@ -26,14 +26,22 @@ def test_the_demo_command_runs_end_to_end(tmp_path):
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
 
-def test_summary_rows_are_ordered_intervals(tmp_path):
-    summaries = lip_cancer.main(["--steps", "30", "--samples", "300", "--no-plot", "--quiet", "--islands"])
-    rows = summaries["SVI"].rows
+@pytest.mark.parametrize("method, key", [("svi", "SVI"), ("laplace", "Laplace")])
+def test_summary_rows_are_ordered_intervals(method, key):
+    argv = ["--method", method, "--steps", "30", "--samples", "300", "--no-plot", "--quiet", "--islands"]
+    summaries = lip_cancer.main(argv)
+    rows = summaries[key].rows
     assert len(rows) == 4 + 6
     for label, mean, low, high in rows:
         assert math.isfinite(mean) and low <= mean <= high, label
-    assert 0 < summaries["SVI"].get("spatial share ρ")[1] and summaries["SVI"].get("spatial share ρ")[2] < 1
-    assert summaries["SVI"].get("total s.d. σ")[1] > 0
+    assert 0 < summaries[key].get("spatial share ρ")[1] and summaries[key].get("spatial share ρ")[2] < 1
+    assert summaries[key].get("total s.d. σ")[1] > 0
+
+
+def test_the_svi_demo_writes_the_map_and_the_elbo_trace(tmp_path):
+    png = tmp_path / "svi.png"
+    lip_cancer.main(["--method", "svi", "--steps", "20", "--samples", "100", "--output", str(png), "--quiet"])
+    assert png.exists() and png.stat().st_size > 20_000
 
 
 def test_bad_arguments_are_refused():

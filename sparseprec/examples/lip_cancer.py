@@ -328,8 +328,10 @@ def format_table(summaries: dict[str, Summary]) -> str:
     return "\n".join(lines)
 
 
-def save_figure(path: Path, data: LipCancerData, risk: np.ndarray, elbo: list[float]) -> None:
-    """Map of the posterior mean relative risks and the ELBO trace, as one PNG."""
+def save_figure(
+    path: Path, data: LipCancerData, risk: np.ndarray, elbo: list[float] | None, method: str = "SVI"
+) -> None:
+    """Map of the posterior mean relative risks (and the ELBO trace of an SVI fit), as one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -342,7 +344,10 @@ def save_figure(path: Path, data: LipCancerData, risk: np.ndarray, elbo: list[fl
     for district, parts in enumerate(polygons):
         rings += [ring / 1000.0 for ring in parts]  # km
         values += [risk[district]] * len(parts)
-    figure, (ax_map, ax_elbo) = plt.subplots(1, 2, figsize=(12, 6.5), gridspec_kw={"width_ratios": [1.1, 1]})
+    if elbo is None:
+        figure, ax_map = plt.subplots(1, 1, figsize=(6.6, 6.5))
+    else:
+        figure, (ax_map, ax_elbo) = plt.subplots(1, 2, figsize=(12, 6.5), gridspec_kw={"width_ratios": [1.1, 1]})
     bound = float(max(risk.max(), 1 / risk.min()))
     collection = PolyCollection(rings, array=np.asarray(values), cmap="RdBu_r", norm=LogNorm(1 / bound, bound),
                                 edgecolors="0.3", linewidths=0.3)  # fmt: skip
@@ -351,11 +356,16 @@ def save_figure(path: Path, data: LipCancerData, risk: np.ndarray, elbo: list[fl
     ax_map.set_aspect("equal")
     ax_map.set_xlabel("km east")
     ax_map.set_ylabel("km north")
-    ax_map.set_title("Lip cancer 1975–80: posterior mean relative risk (BYM2, SVI)")
+    ax_map.set_title(f"Lip cancer 1975–80: posterior mean relative risk (BYM2, {method})")
     colorbar = figure.colorbar(collection, ax=ax_map, label="relative risk (log scale)", shrink=0.8)
     ticks = [t for t in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0) if 1 / bound <= t <= bound]
     colorbar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
     colorbar.ax.minorticks_off()
+    if elbo is None:
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        return
     steps = np.arange(1, len(elbo) + 1)
     ax_elbo.plot(steps, elbo, color="0.7", lw=0.6, label="ELBO per step")
     window = max(1, len(elbo) // 50)
@@ -438,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sparseprec.examples.lip_cancer", description=__doc__.split("\n")[0]
     )
     positive = _int_in(1)
+    parser.add_argument("--method", choices=("laplace", "svi", "nuts"), default="laplace",
+                        help="laplace: INLA-style (σ, ρ integrated over a grid, the latent field by Laplace "
+                             "approximations; default); svi: the sparse-precision guide; nuts: NUTS")  # fmt: skip
     parser.add_argument("--steps", type=positive, default=3000, help="SVI steps (default 3000)")
     parser.add_argument("--lr", type=_positive_finite_float, default=0.02,
                         help="initial learning rate of ClippedAdam, positive (default 0.02)")  # fmt: skip
@@ -479,42 +492,57 @@ def main(argv: list[str] | None = None) -> dict[str, Summary]:
     data = load_scotland_lip_cancer(islands=args.islands)
     print(f"Scottish lip cancer: {data.num_districts} districts, {int(data.observed.sum())} cases, "
           f"{data.pairs.shape[0]} neighbour pairs{' (islands unlinked)' if args.islands else ''}")  # fmt: skip
-    start = time.perf_counter()
     model = bym2_model(data)
-    try:
-        guide, elbo = fit_svi(model, data, steps=args.steps, lr=args.lr, particles=args.particles,
-                              progress=not args.quiet)  # fmt: skip
-    except FloatingPointError as error:
-        parser.exit(1, f"{parser.prog}: error: {error}\n")
-    svi_seconds = time.perf_counter() - start
-    print(f"SVI: {args.steps} steps in {svi_seconds:.1f} s; final ELBO (mean of last 100 steps) "
-          f"{np.mean(elbo[-100:]):.2f}; guide: {guide.latent_dim} latent coordinates, "
-          f"{guide.factor_values.numel()} stored off-diagonal precision-factor entries")  # fmt: skip
-    draws = {"SVI": svi_samples(model, guide, args.samples)}
-    if args.nuts:
+    draws: dict[str, dict[str, torch.Tensor]] = {}
+    elbo = None
+    if args.method == "laplace":
+        start = time.perf_counter()
+        result = fit_laplace(data)
+        seconds = time.perf_counter() - start
+        sigma, rho = result.theta_mode.exp()[0], torch.sigmoid(result.theta_mode[1])
+        print(f"Laplace (INLA-style): fit in {seconds:.2f} s; mode of p(σ, ρ | y) at σ = {float(sigma):.3f}, "
+              f"ρ = {float(rho):.3f}; {result.weights.numel()} grid points, {result.evaluations} Laplace "
+              f"approximations of the {result.latent_means.shape[1]}-dimensional latent field")  # fmt: skip
+        draws["Laplace"] = laplace_samples(result, args.samples, seed=args.seed)
+    elif args.method == "svi":
+        start = time.perf_counter()
+        try:
+            guide, elbo = fit_svi(model, data, steps=args.steps, lr=args.lr, particles=args.particles,
+                                  progress=not args.quiet)  # fmt: skip
+        except FloatingPointError as error:
+            parser.exit(1, f"{parser.prog}: error: {error}\n")
+        svi_seconds = time.perf_counter() - start
+        print(f"SVI: {args.steps} steps in {svi_seconds:.1f} s; final ELBO (mean of last 100 steps) "
+              f"{np.mean(elbo[-100:]):.2f}; guide: {guide.latent_dim} latent coordinates, "
+              f"{guide.factor_values.numel()} stored off-diagonal precision-factor entries")  # fmt: skip
+        draws["SVI"] = svi_samples(model, guide, args.samples)
+    if args.method == "nuts" or args.nuts:
         start = time.perf_counter()
         draws["NUTS"] = run_nuts(model, data, args.nuts_samples, args.nuts_warmup, progress=not args.quiet)
         print(f"NUTS: {args.nuts_warmup} warm-up + {args.nuts_samples} draws in {time.perf_counter() - start:.1f} s")
-    risk = draws["SVI"]["relative_risk"].mean(0)
+    method = next(iter(draws))
+    risk = draws[method]["relative_risk"].mean(0)
     order = torch.argsort(risk, descending=True).tolist()
     districts = order[:3] + order[len(order) // 2 : len(order) // 2 + 1] + order[-2:]
-    summaries = {method: summarise(samples, data, districts) for method, samples in draws.items()}
+    summaries = {name: summarise(samples, data, districts) for name, samples in draws.items()}
     print("\nPosterior summary (relative risk RR: 1 = as expected; highest, median and lowest districts)")
     print(format_table(summaries))
-    if args.nuts:
-        gap = (draws["SVI"]["relative_risk"].mean(0) - draws["NUTS"]["relative_risk"].mean(0)).abs()
-        spread = draws["NUTS"]["relative_risk"].std(0)
-        print(f"\nSVI vs NUTS, all {data.num_districts} relative risks: largest |mean difference| "
+    if method != "NUTS" and "NUTS" in draws:
+        nuts = draws["NUTS"]
+        gap = (draws[method]["relative_risk"].mean(0) - nuts["relative_risk"].mean(0)).abs()
+        spread = nuts["relative_risk"].std(0)
+        print(f"\n{method} vs NUTS, all {data.num_districts} relative risks: largest |mean difference| "
               f"{float(gap.max()):.3f} ({float((gap / spread).max()):.2f} NUTS posterior s.d.)")  # fmt: skip
     if not args.no_plot:
         try:
-            save_figure(args.output, data, risk.numpy(), elbo)
+            save_figure(args.output, data, risk.numpy(), elbo, method=method)
         except ImportError as error:
             print(f"\nNo PNG written: {error}. Install matplotlib (pip install -e '.[examples]') for the figure.")
         except OSError as error:  # checked before the fit; the file system may still change during it
             parser.exit(1, f"{parser.prog}: error: could not write {args.output}: {error}\n")
         else:
-            print(f"\nWrote {args.output} (relative-risk map and ELBO trace)")
+            what = "relative-risk map and ELBO trace" if elbo is not None else "relative-risk map"
+            print(f"\nWrote {args.output} ({what})")
     return summaries
 
 

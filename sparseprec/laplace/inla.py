@@ -7,8 +7,9 @@ latent Gaussian models by using integrated nested Laplace approximations", JRSS-
 2. Standardised coordinates :math:`\theta(z) = \theta^* + V \Lambda^{1/2} z` with :math:`\mathcal{H}^{-1} = V \Lambda
    V^\top`. Grid exploration as R-INLA's ``int.strategy = "grid"``: along each axis of :math:`z`, steps of
    ``dz`` in both directions until :math:`\log\tilde p(\theta(z) \mid y)` has dropped by more than ``diff_logdens``
-   from the mode; then every point of the product grid of those ranges is evaluated and kept when its drop is below
-   ``diff_logdens``.
+   from the mode; then the points of the product grid of those ranges are visited from the mode outwards, each
+   evaluated when a neighbour one step nearer the mode was kept, and kept when its drop is below ``diff_logdens``
+   (the corners outside the region are never computed).
 3. Weights :math:`w_k \propto \tilde p(\theta_k \mid y)` (the cells have equal volume in :math:`z`, so the Jacobian
    cancels).
 4. Latent marginals: the mixture :math:`\sum_k w_k\, N(x^*_k, \sigma^2_k)` of the Gaussian approximations' marginals
@@ -304,9 +305,20 @@ def inla(
             "raise dz or max_points"
         )
     kept = []
-    for index in itertools.product(*ranges):
+    inside: set[tuple[int, ...]] = set()
+    # from the mode outwards: a point is evaluated when one of its neighbours a step nearer the mode is inside the
+    # region (the log-density falls along every ray from the mode well before a point can rise back above it)
+    for index in sorted(itertools.product(*ranges), key=lambda i: (sum(abs(a) for a in i), i)):
+        inner = [
+            tuple(a - (1 if a > 0 else -1) if i == j else a for i, a in enumerate(index))
+            for j, b in enumerate(index)
+            if b != 0
+        ]
+        if inner and not any(i in inside for i in inner):
+            continue
         if top - evaluate(index) <= diff_logdens:
             kept.append(index)
+            inside.add(index)
     values = torch.tensor([cache[i][0] for i in kept], dtype=theta_star.dtype)
     weights = torch.softmax(values, dim=0)
     latent_means, latent_variances, predictor_means, predictor_variances = (

@@ -14,13 +14,14 @@ constraints are those of its intrinsic components, stacked.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch
 
 from .._validation import check_dense, check_sparse_matrix
 from ..distributions import GMRF, IntrinsicGMRF
-from ..distributions._precision import batched_csr
+from ..distributions._precision import LOG_2PI, batched_csr
 from ..ops import sparse_mm
 from ..ops._values import stored_values
 from ..pattern import crow_from_rows, pattern_of
@@ -52,6 +53,29 @@ def _check_components(prior: object) -> list[GMRF | IntrinsicGMRF]:
                 f"{components[0].loc.device}, got {c.loc.dtype} and {c.loc.device}"
             )
     return components
+
+
+_CONSTANTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _normalising_constant(component: GMRF | IntrinsicGMRF) -> torch.Tensor:
+    """``½ log|Q|* − (rank/2) log 2π`` of a component, without autograd; kept per component object while its
+    precision is the same tensor, unmodified (a fixed component reused across hyper-parameters pays once)."""
+    precision = component.precision
+    versions = _versions(precision)
+    kept = _CONSTANTS.get(component)
+    if kept is not None and kept[0] is precision and kept[1] == versions:
+        return kept[2]
+    value = 0.5 * component._log_det_precision().detach() - 0.5 * component._dimension * LOG_2PI
+    _CONSTANTS[component] = (precision, versions, value)
+    return value
+
+
+def _versions(A: torch.Tensor) -> tuple[int, ...]:
+    parts = (
+        (A.crow_indices(), A.col_indices(), A.values()) if A.layout == torch.sparse_csr else (A._indices(), A._values())
+    )
+    return tuple(t._version for t in parts)
 
 
 class LatentGaussianModel:
@@ -197,9 +221,17 @@ class LatentGaussianModel:
         return C, e
 
     def log_prior(self, x: torch.Tensor) -> torch.Tensor:
-        """``log p(x)``: the sum of the components' log-densities at their slices of ``x`` (differentiable)."""
-        parts = x.split(self.sizes, dim=-1)
-        return sum(c.log_prob(p) for c, p in zip(self.components, parts, strict=True))
+        r"""``log p(x)``: the sum of the components' log-densities at their slices of ``x`` (differentiable).
+
+        Without autograd it is computed as :math:`\sum_c \bigl(\tfrac12 \log|Q_c|^* - \tfrac{r_c}2 \log 2\pi\bigr) -
+        \tfrac12 (x-\mu)^\top Q (x-\mu)` with one product on the stacked precision (the components' log-determinants
+        kept while their precisions do not change: they do not depend on ``x``)."""
+        if torch.is_grad_enabled():
+            parts = x.split(self.sizes, dim=-1)
+            return sum(c.log_prob(p) for c, p in zip(self.components, parts, strict=True))
+        r = x - self.loc()
+        quadratic = torch.dot(r, sparse_mm(self.precision(), r.unsqueeze(-1)).squeeze(-1))
+        return sum(_normalising_constant(c) for c in self.components) - 0.5 * quadratic
 
     # ---- the linear predictor -----------------------------------------------------------------------------------
     def linear_predictor(self, x: torch.Tensor) -> torch.Tensor:
