@@ -112,6 +112,7 @@ class LaplaceApproximation:
             self.result.hessian,
         )
         self._pieces: dict | None = None
+        self._variance_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._built: dict | None = None
 
     def __repr__(self) -> str:
@@ -122,8 +123,8 @@ class LaplaceApproximation:
 
     # ---- the pieces, built once ---------------------------------------------------------------------------------
     def _factorise(self) -> dict:
-        """Without autograd: ``H`` at the mode factorised, the kriging terms, the marginal variances of ``x`` and
-        ``η``, and the value of the marginal likelihood."""
+        """Without autograd: ``H`` at the mode factorised, the kriging terms and the value of the marginal likelihood
+        (the marginal variances, which need the selected inverse, come from :meth:`_variances` when asked)."""
         if self._pieces is not None:
             return self._pieces
         model, y, likelihood = self.model, self.y, self.model.likelihood
@@ -143,8 +144,6 @@ class LaplaceApproximation:
                     column=getattr(error, "column", None),
                 ) from error
             kriging = None if constraints is None else kriging_terms(factor, constraints[0])
-            variance = self._latent_variance(factor, kriging)
-            predictor_variance = self._predictor_variance(factor, kriging, variance)
             # log π_G(x*) = −(n−k)/2 log 2π + ½ log det H + ½ log det S − ½ log det CCᵀ
             k = 0 if constraints is None else constraints[0].shape[0]
             log_gaussian = -0.5 * (model.n - k) * LOG_2PI + 0.5 * factor.logdet()
@@ -156,8 +155,6 @@ class LaplaceApproximation:
             "H": H,
             "factor": factor,
             "kriging": kriging,
-            "variance": variance,
-            "predictor_variance": predictor_variance,
             "d3": d3,
             "value": value,
         }
@@ -172,7 +169,7 @@ class LaplaceApproximation:
         model, y, likelihood = self.model, self.y, self.model.likelihood
         x_hat, factor, kriging = self.result.x, pieces["factor"], pieces["kriging"]
         with torch.no_grad(), self.newton.thread_limit():
-            s = model.predictor_transpose(-(pieces["predictor_variance"] * pieces["d3"]))
+            s = model.predictor_transpose(-(self.predictor_variance * pieces["d3"]))
             v = restricted_solve(factor, s, kriging)
         with torch.enable_grad(), self.newton.thread_limit():
             eta = model.linear_predictor(x_hat)
@@ -181,9 +178,11 @@ class LaplaceApproximation:
             H = hessian(model, Q, -d2)
             settings = self.newton.cholesky
             if kriging is None:
-                posterior = GMRF(x_hat, H, cholesky=settings)
+                posterior = GMRF(x_hat, H, cholesky=settings, validate_args=False)
             else:
-                posterior = ConstrainedGMRF(x_hat, H, kriging[0], kriging[0] @ x_hat, cholesky=settings)
+                posterior = ConstrainedGMRF(
+                    x_hat, H, kriging[0], kriging[0] @ x_hat, cholesky=settings, validate_args=False
+                )
             posterior._factor = (factor,)  # the factor of these very values, made by _factorise
             residual = model.predictor_transpose(d1) - sparse_mm(Q, (x_hat - mu).unsqueeze(-1)).squeeze(-1)
             shift = restricted_solve(factor, residual, kriging)
@@ -194,6 +193,16 @@ class LaplaceApproximation:
             value = log_joint - posterior.log_prob(mode) + (implicit - implicit.detach())
         self._built = {"posterior": posterior, "mode": mode, "log_marginal_likelihood": value}
         return self._built
+
+    def _variances(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Var x, Var η)`` under the approximation, by selected inversion (once)."""
+        if self._variance_cache is None:
+            pieces = self._factorise()
+            with torch.no_grad(), self.newton.thread_limit():
+                variance = self._latent_variance(pieces["factor"], pieces["kriging"])
+                predictor = self._predictor_variance(pieces["factor"], pieces["kriging"], variance)
+            self._variance_cache = (variance, predictor)
+        return self._variance_cache
 
     @staticmethod
     def _latent_variance(factor, kriging) -> torch.Tensor:
@@ -259,7 +268,7 @@ class LaplaceApproximation:
     @property
     def variance(self) -> torch.Tensor:
         """Marginal variances of the Gaussian approximation ``(n,)`` (exact, by selected inversion; no gradient)."""
-        return self._factorise()["variance"]
+        return self._variances()[0]
 
     @property
     def stddev(self) -> torch.Tensor:
@@ -270,4 +279,4 @@ class LaplaceApproximation:
     def predictor_variance(self) -> torch.Tensor:
         r""":math:`\mathrm{Var}(\eta_i)` under the approximation, :math:`\mathrm{diag}(A \Sigma_C A^\top)`, ``(m,)``
         (no gradient)."""
-        return self._factorise()["predictor_variance"]
+        return self._variances()[1]
