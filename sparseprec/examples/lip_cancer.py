@@ -44,11 +44,11 @@ from pyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide.initialization import init_to_median, init_to_value
 from tqdm.auto import tqdm
 
-from .. import sparse_csr_tensor
 from ..datasets import LipCancerData, load_scotland_lip_cancer
 from ..distributions import GMRF
 from ..distributions import ICAR as CoreICAR
 from ..laplace import INLAResult, LatentGaussianModel, Poisson, inla
+from ..ops import sparse_csr_tensor
 from ..pyro import ICAR, AutoSparseMultivariateNormal
 from ..structures import bym2_scaling_per_node
 
