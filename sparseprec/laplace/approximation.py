@@ -271,6 +271,22 @@ class LaplaceApproximation:
         return self._variances()[0]
 
     @property
+    def mean_correction(self) -> torch.Tensor:
+        r"""First-order correction of the posterior mean for the likelihood's skewness, ``(n,)`` (no gradient):
+        :math:`E[x \mid y, \theta] \approx x^* + \tfrac12 \Sigma_C A^\top (f^{(3)}(\eta^*) \odot d)`,
+        :math:`d = \mathrm{diag}(A \Sigma_C A^\top)`.
+
+        From the third-order expansion :math:`\psi(x^* + u) \approx \psi^* - \tfrac12 u^\top H u + \tfrac16
+        \sum_i f^{(3)}_i (a_i^\top u)^3`: the cubic term's gradient has mean :math:`\tfrac12 A^\top (f^{(3)} \odot d)`
+        under :math:`N(0, \Sigma_C)`, which moves the mean by :math:`\Sigma_C` times it (a term of the order of the
+        inverse information; zero for a Gaussian likelihood). It is :math:`-\tfrac12 v` of the marginal likelihood's
+        gradient (see the module docstring): one solve."""
+        pieces = self._factorise()
+        with torch.no_grad(), self.newton.thread_limit():
+            s = self.model.predictor_transpose(self.predictor_variance * pieces["d3"])
+            return 0.5 * restricted_solve(pieces["factor"], s, pieces["kriging"])
+
+    @property
     def stddev(self) -> torch.Tensor:
         """Marginal standard deviations ``(n,)`` (no gradient)."""
         return self.variance.sqrt()

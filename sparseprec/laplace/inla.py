@@ -183,6 +183,7 @@ def inla(
     diff_logdens: float = 6.0,
     hessian_step: float = 1e-3,
     max_points: int = 2000,
+    strategy: str = "mean-corrected",
 ) -> INLAResult:
     r"""INLA-style posterior of a latent Gaussian model with a few hyper-parameters (see the module docstring).
 
@@ -205,6 +206,10 @@ def inla(
         Central-difference step for the Hessian at the mode (on ``theta``'s scale; default ``1e-3``).
     max_points : int
         Refuse a grid larger than this (``d`` too large for a grid).
+    strategy : {"mean-corrected", "gaussian"}
+        The latent marginal at each grid point: the Gaussian approximation centred at the mode (``"gaussian"``,
+        R-INLA's strategy of that name) or at the mode plus the first-order skewness correction of the mean
+        (:attr:`LaplaceApproximation.mean_correction`; default), both with the Gaussian approximation's variances.
 
     Returns
     -------
@@ -235,6 +240,8 @@ def inla(
     (torch.Size([8]), True)
     """
     theta0 = check_theta(theta0)
+    if strategy not in ("mean-corrected", "gaussian"):
+        raise ValueError(f"strategy must be 'mean-corrected' or 'gaussian', got {strategy!r}")
     for name, value in (("dz", dz), ("diff_logdens", diff_logdens), ("hessian_step", hessian_step)):
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -271,6 +278,8 @@ def inla(
                 summaries = None
                 if not best or best[0] - value <= diff_logdens:
                     x = approximation.result.x
+                    if strategy == "mean-corrected":
+                        x = x + approximation.mean_correction
                     summaries = (
                         x,
                         approximation.variance,

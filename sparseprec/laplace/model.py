@@ -83,7 +83,7 @@ class LatentGaussianModel:
 
     Parameters
     ----------
-    prior : GMRF, IntrinsicGMRF or sequence of them
+    prior : ~sparseprec.distributions.GMRF, ~sparseprec.distributions.IntrinsicGMRF or sequence of them
         The latent field's prior; a sequence is stacked (the latent vector is the concatenation of the components, its
         precision their block diagonal, its constraints those of the intrinsic components). Each component has batch
         shape ``()``. Tensors they were built from (precision hyper-parameters, means) carry gradients through
