@@ -12,8 +12,10 @@ latent Gaussian models by using integrated nested Laplace approximations", JRSS-
    (the corners outside the region are never computed).
 3. Weights :math:`w_k \propto \tilde p(\theta_k \mid y)` (the cells have equal volume in :math:`z`, so the Jacobian
    cancels).
-4. Latent marginals: the mixture :math:`\sum_k w_k\, N(x^*_k, \sigma^2_k)` of the Gaussian approximations' marginals
-   (R-INLA's ``strategy = "gaussian"``); the same for the linear predictor :math:`\eta`. Hyper-parameter marginals:
+4. Latent marginals: the mixture :math:`\sum_k w_k\, N(m_k, \sigma^2_k)` of the Gaussian approximations' marginals,
+   centred at the mode plus its first-order skewness correction (:attr:`LaplaceApproximation.mean_correction`;
+   ``strategy="mean-corrected"``, the default) or at the mode (``strategy="gaussian"``, R-INLA's strategy of that
+   name); the same for the linear predictor :math:`\eta`. Hyper-parameter marginals:
    each kept point stands for its cell, over which :math:`\theta_j` is a sum of uniforms, summarised as a Gaussian
    of the same variance :math:`\tfrac{dz^2}{12}\sum_l M_{jl}^2` (:math:`M = V\Lambda^{1/2}`): a smooth mixture whose
    mean and variance are those of the piecewise-constant density on the grid.
