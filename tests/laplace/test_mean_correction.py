@@ -68,4 +68,6 @@ def test_inla_strategies_differ_by_the_correction():
     gaussian = inla(build, torch.zeros(1, dtype=F64), y, log_prior=log_prior, strategy="gaussian")
     corrected = inla(build, torch.zeros(1, dtype=F64), y, log_prior=log_prior)
     torch.testing.assert_close(gaussian.weights, corrected.weights)
+    shifts = torch.stack([build(theta).laplace(y).mean_correction for theta in corrected.points])
+    torch.testing.assert_close(corrected.latent_mean, gaussian.latent_mean + corrected.weights @ shifts)
     assert bool((corrected.latent_mean < gaussian.latent_mean).all())  # Poisson: f''' < 0 pulls the mean below the mode
