@@ -271,9 +271,14 @@ def inla(
         ``diff_logdens`` of the mode (the summaries, not the factor: memory O(n) per point)."""
         if index not in cache:
             theta = theta_star + M @ (torch.tensor(index, dtype=theta_star.dtype) * dz)
-            # start Newton from the mode of the nearest point evaluated so far (one grid step away, usually)
+            # start Newton from the mode of the nearest point evaluated so far (one grid step away, usually),
+            # extrapolated linearly when the point beyond it on the same line was evaluated too
             nearest = min(modes, key=lambda other: sum((a - b) ** 2 for a, b in zip(other, index, strict=True)))
-            objective.warm_start.x = modes[nearest]
+            beyond = tuple(2 * b - a for a, b in zip(index, nearest, strict=True))
+            start = modes[nearest]
+            if beyond in modes and sum(abs(a - b) for a, b in zip(index, nearest, strict=True)) == 1:
+                start = 2 * modes[nearest] - modes[beyond]
+            objective.warm_start.x = start
             with torch.no_grad(), (newton or Newton()).thread_limit():
                 approximation = objective.approximation(theta)
                 value = float(objective.value(theta, approximation))
