@@ -75,8 +75,9 @@ class Newton:
     Examples
     --------
     >>> from sparseprec.laplace import Newton
-    >>> Newton(max_iterations=20)
-    Newton(max_iterations=20, tolerance=None, cholesky=SparseCholesky(backend='auto', ordering=None), max_halvings=40)
+    >>> Newton(max_iterations=20)  # doctest: +NORMALIZE_WHITESPACE
+    Newton(max_iterations=20, tolerance=None, cholesky=SparseCholesky(backend='auto', ordering=None), max_halvings=40,
+           threads=1)
     """
 
     max_iterations: int = 100
