@@ -7,6 +7,8 @@ statements, never ``assert``, so they survive ``python -O``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -290,3 +292,31 @@ def lower_pattern_pairs(pattern: object, n: int, size_name: str) -> tuple[np.nda
     r, c = index[0].cpu().numpy().astype(np.int64), index[1].cpu().numpy().astype(np.int64)
     off = r != c
     return np.maximum(r, c)[off], np.minimum(r, c)[off]
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> torch.Size:
+    """The broadcast of ``shapes`` (each a sequence of ints), as :func:`torch.broadcast_shapes`, without its first-call
+    cost: torch's imports ``torch.fx``'s symbolic shapes (and SymPy) the first time it runs, 0.5–1 s measured on this
+    project's 2-core machine, which every first distribution of a process paid. Raises ``RuntimeError`` as torch's
+    does for shapes that do not broadcast.
+
+    Examples
+    --------
+    >>> from sparseprec._validation import broadcast_shapes
+    >>> broadcast_shapes((2, 1), (3,), ())
+    torch.Size([2, 3])
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for index, shape in enumerate(shapes):
+        for dim, size in enumerate(shape, start=ndim - len(shape)):
+            size = int(size)
+            if size == 1 or size == out[dim]:
+                continue
+            if out[dim] != 1:
+                raise RuntimeError(
+                    f"Attempting to broadcast a dimension of length {size} at {dim - ndim}! Mismatching argument at "
+                    f"index {index} had {tuple(shape)}; but expected shape should be broadcastable to {out}"
+                )
+            out[dim] = size
+    return torch.Size(out)

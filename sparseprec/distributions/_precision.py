@@ -25,7 +25,7 @@ import torch
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import _standard_normal
 
-from .._validation import check_sparse_matrix, check_tensor, describe
+from .._validation import broadcast_shapes, check_sparse_matrix, check_tensor, describe
 from ..cholesky import CholeskyFactor, ExactLogDet, SLQLogDet, SparseCholesky, diag_inverse, sparse_logdet
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_csr_tensor, sparse_mm
@@ -275,7 +275,7 @@ def quadratic_form(
     precision element serving each vector: one (batched) sparse product for all of them; result ``shape[:-1]``,
     differentiable w.r.t. ``r`` and ``Q``'s stored values. ``Q`` is ``(n, n)`` or ``(B, n, n)`` (the flattened
     ``pbatch``)."""
-    r = r.expand(torch.broadcast_shapes(r.shape, shape))
+    r = r.expand(broadcast_shapes(r.shape, shape))
     blocks, restore = to_blocks(r, pbatch)
     if Q.dim() == 2:
         products = sparse_mm(Q, blocks[0]).unsqueeze(0)
@@ -321,7 +321,7 @@ class SparsePrecisionGaussian(SparseDeepCopy, Distribution):
         n = precision.shape[-1]
         check_like(loc, "loc", precision, "precision", n)
         try:
-            batch_shape = torch.broadcast_shapes(loc.shape[:-1], shared.batch_shape)
+            batch_shape = broadcast_shapes(loc.shape[:-1], shared.batch_shape)
         except RuntimeError as error:  # torch's message names no argument
             raise ValueError(
                 f"the batch shapes of loc {tuple(loc.shape)} and precision {tuple(precision.shape)} do not broadcast "
@@ -479,7 +479,7 @@ class SparsePrecisionGaussian(SparseDeepCopy, Distribution):
         new = self._get_checked_instance(type(self), _instance)
         batch_shape = torch.Size(batch_shape)
         try:
-            fits = torch.broadcast_shapes(batch_shape, self.batch_shape) == batch_shape
+            fits = broadcast_shapes(batch_shape, self.batch_shape) == batch_shape
         except RuntimeError:
             fits = False
         if not fits:

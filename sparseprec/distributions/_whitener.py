@@ -38,6 +38,7 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 
+from .._validation import broadcast_shapes
 from ..cholesky import diag_inverse
 from ..ops import sparse_coo_tensor, sparse_csr_tensor
 from ..pattern import crow_from_rows
@@ -69,7 +70,7 @@ class Whitener:
         self.factor = factor
         self.diagonal = diagonal
         d_batch = () if diagonal is None else diagonal.shape[:-1]
-        self.batch_shape = torch.broadcast_shapes(d_batch, factor.batch_shape)
+        self.batch_shape = broadcast_shapes(d_batch, factor.batch_shape)
 
     @property
     def n(self) -> int:
@@ -372,4 +373,4 @@ class ColoringTransform(Transform):
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         half = self.whitener.half_logdet()
-        return half.expand(torch.broadcast_shapes(x.shape[:-1], half.shape))
+        return half.expand(broadcast_shapes(x.shape[:-1], half.shape))

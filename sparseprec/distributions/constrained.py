@@ -36,6 +36,7 @@ import scipy.linalg
 import torch
 from torch.distributions import Independent, constraints, register_kl
 
+from .._validation import broadcast_shapes
 from ..cholesky import SparseCholesky, sparse_cholesky_solve
 from ..ops import sparse_mm
 from ..pattern import pattern_of
@@ -189,7 +190,7 @@ class ConstrainedGMRF(GMRF):
                     f"{tuple(C.shape)}, got {tuple(e.shape)}"
                 )
         try:
-            batch_shape = torch.broadcast_shapes(loc.shape[:-1], e.shape[:-1])
+            batch_shape = broadcast_shapes(loc.shape[:-1], e.shape[:-1])
         except RuntimeError as error:
             raise ValueError(
                 f"the batch shapes of loc {tuple(loc.shape[:-1])} and of constraint_value {tuple(e.shape[:-1])} do "
@@ -430,5 +431,5 @@ class ConstrainedGMRF(GMRF):
 def _kl_independent_constrained(p: Independent, q: ConstrainedGMRF) -> torch.Tensor:
     r""":math:`+\infty`: a distribution with a density on :math:`\mathbb{R}^n` is not absolutely continuous w.r.t. one
     concentrated on the subspace :math:`\{x : C x = e\}` (the :class:`GMRF` formula does not apply)."""
-    batch = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
+    batch = broadcast_shapes(p.batch_shape, q.batch_shape)
     return q.loc.new_full(batch, math.inf)

@@ -8,7 +8,7 @@ import warnings
 import torch
 from torch.distributions import constraints
 
-from .._validation import check_sparse_matrix
+from .._validation import broadcast_shapes, check_sparse_matrix
 from ..cholesky import ExactLogDet, SLQLogDet, SparseCholesky, sparse_cholesky_solve
 from ..ops import sparse_mm
 from ..solvers import sparse_generic_solve
@@ -250,7 +250,7 @@ class GMRF(SparsePrecisionGaussian):
         if self._validate_args and not bool(torch.isfinite(y.detach()).all()):
             raise ValueError("y must be finite (checked with validate_args), got a NaN or infinite observation")
         n, m = self.event_shape[0], A.shape[0]
-        batch = torch.broadcast_shapes(self.batch_shape, y.shape[:-1])
+        batch = broadcast_shapes(self.batch_shape, y.shape[:-1])
         loc = self.loc.expand(batch + self.event_shape)
         posterior = GMRF(loc, Q_post, cholesky=cholesky, logdet=logdet, validate_args=False)
         posterior._validate_args = self._validate_args

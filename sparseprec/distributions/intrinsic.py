@@ -35,7 +35,7 @@ import scipy.sparse.csgraph as csgraph
 import torch
 from torch.distributions import constraints
 
-from .._validation import check_same_dtype_device
+from .._validation import broadcast_shapes, check_same_dtype_device
 from ..cholesky import SparseCholesky
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_mm
@@ -149,7 +149,7 @@ class IntrinsicGMRF(SparsePrecisionGaussian):
         if e.shape[-2] != C.shape[0]:
             raise ValueError(f"constraint_value must have shape (..., {C.shape[0]}), got {tuple(e.shape[:-1])}")
         try:
-            batch_shape = torch.broadcast_shapes(batch_shape, e.shape[:-2])
+            batch_shape = broadcast_shapes(batch_shape, e.shape[:-2])
         except RuntimeError as error:
             raise ValueError(
                 f"the batch shapes of loc and precision {tuple(batch_shape)} and of constraint_value "

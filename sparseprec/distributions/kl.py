@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, register_kl
 
+from .._validation import broadcast_shapes
 from .gmrf import GMRF
 from .sparse_mvn import SparseMultivariateNormal
 
@@ -98,7 +99,7 @@ def kl_sparse_sparse(p: SparseMultivariateNormal, q: SparseMultivariateNormal) -
             f"{fp.batch} and {fq.batch}"
         )
     n, N = fp.n, fp.N
-    batch = torch.broadcast_shapes(wp.batch_shape, wq.batch_shape)
+    batch = broadcast_shapes(wp.batch_shape, wq.batch_shape)
     keys_p, values_p = wp.covariance_entries(batch)
     keys_q, values_q = wq.precision_entries(batch)
     position = torch.searchsorted(keys_p, keys_q).clamp_(max=max(keys_p.numel() - 1, 0))
@@ -153,7 +154,7 @@ def kl_mvn_sparse(p: MultivariateNormal, q: SparseMultivariateNormal) -> torch.T
     _check_event_shapes(p, q)
     whitener = q._whitener
     S = p._unbroadcasted_scale_tril
-    batch = torch.broadcast_shapes(S.shape[:-2], whitener.factor.batch_shape)
+    batch = broadcast_shapes(S.shape[:-2], whitener.factor.batch_shape)
     columns = S.expand(batch + S.shape[-2:]).transpose(-1, -2).movedim(-2, 0)  # (n, *batch, n): columns of S_p
     trace = whitener.whiten(columns).square().sum(-1).sum(0)  # ‖W S_p‖²_F = tr(Σ_q⁻¹ S_p S_pᵀ)
     half_logdet_p = S.diagonal(dim1=-2, dim2=-1).log().sum(-1)

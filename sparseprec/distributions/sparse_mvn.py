@@ -10,7 +10,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.transforms import Transform
 from torch.distributions.utils import _standard_normal
 
-from .._validation import check_tensor
+from .._validation import broadcast_shapes, check_tensor
 from ._checks import check_like as _check_like
 from ._checks import check_vector as _check_vector
 from ._copy import SparseDeepCopy
@@ -127,7 +127,7 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
             _check_like(diagonal, "diagonal", tril, name, n)
         shapes = [loc.shape[:-1], factor.batch_shape] + ([diagonal.shape[:-1]] if diagonal is not None else [])
         try:
-            batch_shape = torch.broadcast_shapes(*shapes)
+            batch_shape = broadcast_shapes(*shapes)
         except RuntimeError as error:
             raise ValueError(
                 f"loc (batch shape {tuple(loc.shape[:-1])}), {name} (batch shape {tuple(factor.batch_shape)})"
@@ -195,7 +195,7 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
         """``(x − μ)ᵀ Σ⁻¹ (x − μ) = ‖W (x − μ)‖²`` for ``value`` of shape ``(..., *batch_shape, n)`` or broadcastable
         to it."""
         r = value - self.loc
-        r = r.expand(torch.broadcast_shapes(r.shape, self.batch_shape + self.event_shape))
+        r = r.expand(broadcast_shapes(r.shape, self.batch_shape + self.event_shape))
         return self._whitener.whiten(r).square().sum(-1)
 
     # ---- torch.distributions API ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numbers
 import torch
 from linear_operator.operators import LinearOperator, RootLinearOperator
 
-from .._validation import check_sparse_indices, check_sparse_matrix
+from .._validation import broadcast_shapes, check_sparse_indices, check_sparse_matrix
 from ..cholesky import CholeskyFactor, cholesky, sparse_logdet
 from ..cholesky._structure import check_symmetric_input, lower_structure, lower_values
 from ..cholesky.solve import FactorSolver
@@ -170,7 +170,7 @@ class SparseSymmetricOperator(LinearOperator):
             n, k = rhs.shape[-2:]
             columns = rhs.movedim(-2, 0).reshape(n, -1)
             return fn(0, self.pattern.matrix(self.values), columns).reshape(n, *rhs.shape[:-2], k).movedim(0, -2)
-        batch = torch.broadcast_shapes(self.batch_shape, rhs.shape[:-2])
+        batch = broadcast_shapes(self.batch_shape, rhs.shape[:-2])
         values = self.values.expand(batch + (self.pattern.nnz,)).reshape(-1, self.pattern.nnz)
         rhs_flat = rhs.expand(batch + rhs.shape[-2:]).reshape(-1, *rhs.shape[-2:])
         # the operator's own (flat) batch element behind each broadcast one: it picks the cached factor
@@ -222,9 +222,7 @@ class SparseSymmetricOperator(LinearOperator):
         if isinstance(other, torch.Tensor) and other.layout == torch.strided and other.dim() >= 1:
             if other.dim() == 1 or other.shape[:-2] == torch.Size() and self.batch_shape == torch.Size():
                 return self._matmul(other)
-            return self._matmul(
-                other.expand(torch.broadcast_shapes(self.batch_shape, other.shape[:-2]) + other.shape[-2:])
-            )
+            return self._matmul(other.expand(broadcast_shapes(self.batch_shape, other.shape[:-2]) + other.shape[-2:]))
         return super().matmul(other)
 
     def solve(self, right_tensor: torch.Tensor, left_tensor: torch.Tensor | None = None) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 from linear_operator import to_linear_operator
 from linear_operator.operators import LinearOperator
 
+from .._validation import broadcast_shapes
 from .precision_inverse import PrecisionInverseLinearOperator
 
 __all__ = ["KernelPlusPrecisionInverse"]
@@ -54,7 +55,7 @@ class KernelPlusPrecisionInverse(LinearOperator):
         self.kernel, self.noise = kernel, noise
 
     def _size(self) -> torch.Size:
-        batch = torch.broadcast_shapes(self.kernel.batch_shape, self.noise.batch_shape)
+        batch = broadcast_shapes(self.kernel.batch_shape, self.noise.batch_shape)
         return batch + self.kernel.matrix_shape
 
     def _transpose_nonbatch(self) -> LinearOperator:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from linear_operator.operators import LinearOperator
 
+from .._validation import broadcast_shapes
 from ..cholesky import sparse_cholesky_solve
 from ._sparse_symmetric import SparseSymmetricOperator, from_sparse, symmetric_matmul
 
@@ -70,7 +71,7 @@ class SparsePrecisionLinearOperator(SparseSymmetricOperator):
     def add_diagonal(self, diag: torch.Tensor) -> LinearOperator:
         diag = torch.as_tensor(diag, dtype=self.dtype, device=self.device)
         positions = self.pattern.diagonal_positions.to(self.device)
-        shape = torch.broadcast_shapes(self.values.shape[:-1] + (self.pattern.n,), diag.shape)
+        shape = broadcast_shapes(self.values.shape[:-1] + (self.pattern.n,), diag.shape)
         added = self.values.expand(shape[:-1] + (self.pattern.nnz,)).index_add(-1, positions, diag.expand(shape))
         return self._with_values(added)
 

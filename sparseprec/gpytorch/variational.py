@@ -31,7 +31,7 @@ from gpytorch.distributions import MultivariateNormal
 from gpytorch.variational._variational_distribution import _VariationalDistribution
 from linear_operator.operators import LinearOperator, RootLinearOperator
 
-from .._validation import lower_pattern_pairs
+from .._validation import broadcast_shapes, lower_pattern_pairs
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
 from ..pattern import Assembly
 from ._pattern_state import pattern_state_problems, refuse_state
@@ -66,7 +66,7 @@ class _SparseTriangular(LinearOperator):
     def _matmul(self, rhs: torch.Tensor) -> torch.Tensor:
         vector = rhs.dim() == 1
         rhs = rhs.unsqueeze(-1) if vector else rhs
-        batch = torch.broadcast_shapes(self.batch_shape, rhs.shape[:-2])
+        batch = broadcast_shapes(self.batch_shape, rhs.shape[:-2])
         L = self._matrix(batch)
         x = rhs.expand(*batch, *rhs.shape[-2:]).reshape(-1, *rhs.shape[-2:])
         if self.inverse:  # L⁻ᵀ x (or L⁻¹ x transposed)

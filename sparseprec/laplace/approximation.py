@@ -148,7 +148,7 @@ class LaplaceApproximation:
             k = 0 if constraints is None else constraints[0].shape[0]
             log_gaussian = -0.5 * (model.n - k) * LOG_2PI + 0.5 * factor.logdet()
             if kriging is not None:
-                C, _, S = kriging
+                C, S = kriging.C, kriging.S
                 log_gaussian = log_gaussian + 0.5 * (torch.logdet(S) - torch.logdet(C @ C.T))
             value = likelihood.log_prob(y, eta).sum() + model.log_prior(x_hat) - log_gaussian
         self._pieces = {
@@ -181,7 +181,7 @@ class LaplaceApproximation:
                 posterior = GMRF(x_hat, H, cholesky=settings, validate_args=False)
             else:
                 posterior = ConstrainedGMRF(
-                    x_hat, H, kriging[0], kriging[0] @ x_hat, cholesky=settings, validate_args=False
+                    x_hat, H, kriging.C, kriging.C @ x_hat, cholesky=settings, validate_args=False
                 )
             posterior._factor = (factor,)  # the factor of these very values, made by _factorise
             residual = model.predictor_transpose(d1) - sparse_mm(Q, (x_hat - mu).unsqueeze(-1)).squeeze(-1)
@@ -208,8 +208,7 @@ class LaplaceApproximation:
     def _latent_variance(factor, kriging) -> torch.Tensor:
         variance = diag_inverse(factor)
         if kriging is not None:
-            _, V, S = kriging
-            variance = variance - (V * torch.linalg.solve(S, V.T).T).sum(-1)
+            variance = variance - (kriging.V * kriging.W).sum(-1)
         return variance
 
     def _predictor_variance(self, factor, kriging, variance: torch.Tensor) -> torch.Tensor:
@@ -238,9 +237,8 @@ class LaplaceApproximation:
         terms = a[first] * a[second] * z
         out = terms.new_zeros(self.model.m).index_add(0, a_pattern.row.long()[first], terms)
         if kriging is not None:
-            _, V, S = kriging
-            AV = sparse_mm(A.detach(), V)
-            out = out - (AV * torch.linalg.solve(S, AV.T).T).sum(-1)
+            A_detached = A.detach()
+            out = out - (sparse_mm(A_detached, kriging.V) * sparse_mm(A_detached, kriging.W)).sum(-1)
         return out
 
     # ---- the public results -------------------------------------------------------------------------------------

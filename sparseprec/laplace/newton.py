@@ -35,6 +35,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -42,11 +43,10 @@ from ..cholesky import CholeskyFactor, SparseCholesky
 from ..distributions._precision import batched_csr
 from ..distributions.conditioning import posterior_precision
 from ..errors import ConvergenceError, NotPositiveDefiniteError
-from ..ops import sparse_mm
 from ..ops._values import stored_values
 from ..pattern import pattern_of
 
-__all__ = ["Newton", "ModeResult", "find_mode", "hessian", "restricted_solve"]
+__all__ = ["Newton", "ModeResult", "Kriging", "find_mode", "hessian", "restricted_solve", "kriging_terms"]
 
 
 @dataclass(frozen=True)
@@ -182,23 +182,32 @@ def hessian(model, Q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return batched_csr(pattern.crow, pattern.col, values, Q.shape[-1])
 
 
-def restricted_solve(
-    factor: CholeskyFactor, B: torch.Tensor, constraints: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
-) -> torch.Tensor:
-    r""":math:`\Sigma_C B = H^{-1} B - V S^{-1} C H^{-1} B` (``constraints = (C, V, S)``; ``H^{-1} B`` without);
-    differentiable w.r.t. ``B``."""
+class Kriging(NamedTuple):
+    r"""The constraint terms of one factor of ``H``: ``C`` ``(k, n)``, ``V = H⁻¹Cᵀ`` ``(n, k)``, ``S = C V`` ``(k, k)``
+    (symmetrised) and ``W = V S⁻¹`` ``(n, k)``, so that :math:`\Sigma_C B = H^{-1}B - W C H^{-1} B`."""
+
+    C: torch.Tensor
+    V: torch.Tensor
+    S: torch.Tensor
+    W: torch.Tensor
+
+
+def restricted_solve(factor: CholeskyFactor, B: torch.Tensor, kriging: Kriging | None) -> torch.Tensor:
+    r""":math:`\Sigma_C B = H^{-1} B - V S^{-1} C H^{-1} B` (``H^{-1} B`` without constraints); differentiable w.r.t.
+    ``B``."""
     X = factor.solve(B)
-    if constraints is None:
+    if kriging is None:
         return X
-    C, V, S = constraints
-    return X - V @ torch.linalg.solve(S, C @ X)
+    return X - kriging.W @ (kriging.C @ X)
 
 
-def kriging_terms(factor: CholeskyFactor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(C, V, S)`` with ``V = H⁻¹Cᵀ`` ``(n, k)`` and ``S = C V`` (symmetrised)."""
+def kriging_terms(factor: CholeskyFactor, C: torch.Tensor) -> Kriging:
+    """The :class:`Kriging` terms of ``factor`` for the constraint matrix ``C`` (``k`` solves, one ``k × k``
+    inverse)."""
     V = factor.solve(C.T.contiguous())
     S = C @ V
-    return C, V, 0.5 * (S + S.T)
+    S = 0.5 * (S + S.T)
+    return Kriging(C, V, S, V @ torch.linalg.inv(S))
 
 
 def _factorise(settings: Newton, H: torch.Tensor, iteration: int, strict: bool) -> CholeskyFactor | None:
@@ -217,9 +226,13 @@ def _factorise(settings: Newton, H: torch.Tensor, iteration: int, strict: bool) 
         ) from error
 
 
-def _project(x: torch.Tensor, C: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """The point of ``{C x = e}`` nearest to ``x`` (Euclidean)."""
-    return x - C.T @ torch.linalg.solve(C @ C.T, C @ x - e)
+def _project(
+    x: torch.Tensor, C: torch.Tensor, e: torch.Tensor, pseudo_inverse: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The point of ``{C x = e}`` nearest to ``x`` (Euclidean); ``pseudo_inverse`` is ``Cᵀ(CCᵀ)⁻¹`` if known."""
+    if pseudo_inverse is None:
+        pseudo_inverse = C.T @ torch.linalg.inv(C @ C.T)
+    return x - pseudo_inverse @ (C @ x - e)
 
 
 def find_mode(model, y: torch.Tensor, x0: torch.Tensor | None, settings: Newton) -> ModeResult:
@@ -229,13 +242,12 @@ def find_mode(model, y: torch.Tensor, x0: torch.Tensor | None, settings: Newton)
         Q = model.precision().detach()
         mu = model.loc().detach()
         constraints = model.constraints()
-
-        def predictor(x: torch.Tensor) -> torch.Tensor:
-            return model.linear_predictor(x)
+        products = _Products(model, Q)
+        predictor, transpose, precision_times = products.predictor, products.transpose, products.precision
 
         def objective(x: torch.Tensor) -> float:
             r = x - mu
-            return float(likelihood.log_prob(y, predictor(x)).sum() - 0.5 * torch.dot(r, _product(Q, r)))
+            return float(likelihood.log_prob(y, predictor(x)).sum() - 0.5 * torch.dot(r, precision_times(r)))
 
         x = mu.clone() if x0 is None else x0.detach().to(dtype=mu.dtype, device=mu.device).clone()
         if x.shape != mu.shape:
@@ -245,7 +257,8 @@ def find_mode(model, y: torch.Tensor, x0: torch.Tensor | None, settings: Newton)
         C = e = None
         if constraints is not None:
             C, e = constraints[0], constraints[1].detach()
-            x = _project(x, C, e)
+            pseudo_inverse = C.T @ torch.linalg.inv(C @ C.T)
+            x = _project(x, C, e, pseudo_inverse)
         tol = settings.tolerance_for(mu.dtype)
         psi = objective(x)
         if not math.isfinite(psi):
@@ -260,7 +273,7 @@ def find_mode(model, y: torch.Tensor, x0: torch.Tensor | None, settings: Newton)
         for iterations in range(1, settings.max_iterations + 1):
             eta = predictor(x)
             d1, d2, _ = likelihood.derivatives(y, eta)
-            g = model.predictor_transpose(d1) - _product(Q, x - mu)
+            g = transpose(d1) - precision_times(x - mu)
             factor = None
             if likelihood.log_concave or bool((d2 <= 0).all()):
                 factor = _factorise(settings, hessian(model, Q, -d2), iterations, strict=True)
@@ -292,9 +305,9 @@ def find_mode(model, y: torch.Tensor, x0: torch.Tensor | None, settings: Newton)
                     "x0, rescale the covariates, or use float64"
                 )
             x, psi = candidate, value
-        g = model.predictor_transpose(likelihood.derivatives(y, predictor(x))[0]) - _product(Q, x - mu)
+        g = transpose(likelihood.derivatives(y, predictor(x))[0]) - precision_times(x - mu)
         if C is not None:
-            g = _project(g, C, torch.zeros_like(e))
+            g = _project(g, C, torch.zeros_like(e), pseudo_inverse)
         result = ModeResult(
             x=x,
             converged=converged,
@@ -317,5 +330,32 @@ def find_mode(model, y: torch.Tensor, x0: torch.Tensor | None, settings: Newton)
     return result
 
 
-def _product(Q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return sparse_mm(Q, x.unsqueeze(-1)).squeeze(-1)
+class _Products:
+    """The Newton loop's products without autograd: ``A x + o``, ``Aᵀ v`` and ``Q x`` with plain CSR kernels built
+    once per call from the patterns (no per-product operand checks or autograd wrappers: the loop does a dozen
+    products per iteration on one fixed matrix each)."""
+
+    def __init__(self, model, Q: torch.Tensor):
+        q_pattern = pattern_of(Q, "precision")
+        self._Q = q_pattern.kernel_matrix(q_pattern.kernel_values(Q))
+        self._offset = None if model.offset is None else model.offset.detach()
+        self._A = self._At = None
+        if model.obs_matrix is not None:
+            A = model.obs_matrix.detach()
+            a_pattern = pattern_of(A, "obs_matrix")
+            values = a_pattern.kernel_values(A)
+            self._A, self._At = a_pattern.kernel_matrix(values), a_pattern.transposed_kernel_matrix(values)
+
+    @staticmethod
+    def _times(M: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        return x if M is None else (M @ x.unsqueeze(-1)).squeeze(-1)
+
+    def predictor(self, x: torch.Tensor) -> torch.Tensor:
+        eta = self._times(self._A, x)
+        return eta if self._offset is None else eta + self._offset
+
+    def transpose(self, v: torch.Tensor) -> torch.Tensor:
+        return self._times(self._At, v)
+
+    def precision(self, x: torch.Tensor) -> torch.Tensor:
+        return self._times(self._Q, x)

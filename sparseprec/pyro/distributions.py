@@ -12,13 +12,14 @@ import torch
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 
 from .. import distributions as core
+from .._validation import broadcast_shapes
 
 __all__ = ["SparseMultivariateNormal", "GMRF", "CAR", "IntrinsicGMRF", "ICAR"]
 
 
 def _broadcast(*shapes: tuple[int, ...]) -> torch.Size:
     try:
-        return torch.broadcast_shapes(*(torch.Size(s) for s in shapes))
+        return broadcast_shapes(*(torch.Size(s) for s in shapes))
     except RuntimeError as error:  # torch's message names no argument
         raise ValueError(
             f"the batch shapes of the arguments {[tuple(s) for s in shapes]} do not broadcast together"
