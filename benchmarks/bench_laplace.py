@@ -55,7 +55,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +65,7 @@ import torch
 from scipy.special import gammaln
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, package_version, peak_extra_bytes, write_section  # noqa: E402
+from common import fmt, package_version, peak_extra_bytes, round_times, write_section  # noqa: E402
 
 import sparseprec  # noqa: E402
 from sparseprec.cholesky import cholesky  # noqa: E402
@@ -86,24 +86,6 @@ SVI_ACCURACY, SVI_CHECK_EVERY = 0.1, 10
 
 
 # ---- timing and threads ------------------------------------------------------------------------------------------
-def rounds(fns: dict[Hashable, Callable[[], object]], repeats: int, once: frozenset = frozenset()) -> dict:
-    """``name -> list of seconds``: one warm-up call each, then ``repeats`` interleaved rounds (the convention of
-    ``common.median_times``, keeping every round for the min–max); names in ``once`` run in the first round only,
-    without warm-up."""
-    times: dict = {name: [] for name in fns}
-    for name, fn in fns.items():
-        if name not in once:
-            fn()
-    for r in range(repeats):
-        for name, fn in fns.items():
-            if name in once and r > 0:
-                continue
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 @contextlib.contextmanager
 def thread_setting(setting: str) -> Iterator[str]:
     """Run the block with ``setting`` threads (``"default"``: as the process has them); yields the label."""
@@ -252,7 +234,7 @@ def lattice_rows(problem: dict, repeats: int, label: str, unpinned: bool, nnz_l:
         f"iterations ours {fit.iterations}, floor {floor.iterations}",
         flush=True,
     )
-    times = rounds(lattice_fns(problem, fit.result.x, unpinned), repeats)
+    times = round_times(lattice_fns(problem, fit.result.x, unpinned), repeats)
     base = dict(part="lattice", problem=f"Poisson field, s = {s}", n=n, nnz_L=nnz_l, threads=label)
 
     def row(measure: str, ours: str, reference: str | None, **extra) -> dict:
@@ -369,7 +351,7 @@ def lip_rows(repeats: int, label: str) -> list[dict]:
         return lambda: fit_laplace(load_scotland_lip_cancer(islands=islands))
 
     fns = {False: fit(False), True: fit(True)}
-    times = rounds(fns, repeats, once=frozenset(fns) if repeats == 1 else frozenset())
+    times = round_times(fns, repeats, once=frozenset(fns) if repeats == 1 else frozenset())
     rows = []
     for islands, t in times.items():
         data = load_scotland_lip_cancer(islands=islands)

@@ -26,11 +26,11 @@ def fmt(x: float | None, digits: int = 2) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
-def median_times(
+def round_times(
     fns: dict[Hashable, Callable[[], object]], repeats: int, once: set = frozenset()
-) -> dict[Hashable, tuple[float, int]]:
-    """``name -> (median seconds, runs)``: one warm-up call each, then ``repeats`` interleaved rounds; the names in
-    ``once`` are timed in the first round only and not warmed up (calls of seconds to minutes)."""
+) -> dict[Hashable, list[float]]:
+    """``name -> list of seconds``: one warm-up call each, then ``repeats`` interleaved rounds; the names in ``once``
+    are timed in the first round only and not warmed up (calls of seconds to minutes)."""
     times: dict = {name: [] for name in fns}
     for name, fn in fns.items():
         if name not in once:
@@ -42,7 +42,14 @@ def median_times(
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(t), len(t)) for name, t in times.items()}
+    return times
+
+
+def median_times(
+    fns: dict[Hashable, Callable[[], object]], repeats: int, once: set = frozenset()
+) -> dict[Hashable, tuple[float, int]]:
+    """``name -> (median seconds, runs)`` of :func:`round_times`."""
+    return {name: (statistics.median(t), len(t)) for name, t in round_times(fns, repeats, once).items()}
 
 
 def rss_bytes() -> int:
