@@ -20,18 +20,20 @@ two patterns.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 import torch
 
 from .._validation import check_sparse_matrix
+from ..ops import sparse_mm
 from ..ops._values import stored_values
 from ..pattern import Assembly, SparsePattern, pattern_of
 from ._pairs import product_pattern
-from ._precision import batched_csr, precision_values, shared_pattern
+from ._precision import LOG_2PI, batched_csr, precision_values, shared_pattern
 
-__all__ = ["posterior_precision", "noise_weights"]
+__all__ = ["posterior_precision", "noise_weights", "gaussian_log_likelihood"]
 
 
 def noise_weights(noise_precision: float | torch.Tensor, m: int, like: torch.Tensor) -> torch.Tensor:
@@ -69,6 +71,29 @@ def noise_weights(noise_precision: float | torch.Tensor, m: int, like: torch.Ten
     if bool(bad.any()):
         raise ValueError(f"noise_precision must be positive and finite, got {float(given.detach()[bad][0])}")
     return given.expand(m)
+
+
+def gaussian_log_likelihood(
+    obs_matrix: torch.Tensor, y: torch.Tensor, noise_precision: float | torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
+    r""":math:`\log N(y; A x, R^{-1})` with :math:`R = \mathrm{diag}(w)` for ``x`` of shape ``(..., n)`` and ``y``
+    ``(..., m)`` (batch dimensions broadcast): :math:`-\tfrac12 r^\top R r + \tfrac12 \log\det R - \tfrac m2 \log
+    2\pi`, :math:`r = y - A x`; differentiable. ``noise_precision`` as :func:`noise_weights`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.distributions.conditioning import gaussian_log_likelihood
+    >>> A = torch.eye(2, dtype=torch.float64).to_sparse_csr()
+    >>> gaussian_log_likelihood(A, torch.zeros(2, dtype=torch.float64), 1.0, torch.zeros(2, dtype=torch.float64))
+    tensor(-1.8379, dtype=torch.float64)
+    """
+    m, n = obs_matrix.shape
+    w = noise_weights(noise_precision, m, x)
+    columns = math.prod(x.shape[:-1])
+    fitted = sparse_mm(obs_matrix, x.reshape(columns, n).transpose(0, 1)).transpose(0, 1).reshape(x.shape[:-1] + (m,))
+    r = y - fitted
+    return -0.5 * (w * r.square()).sum(-1) + 0.5 * w.log().sum() - 0.5 * m * LOG_2PI
 
 
 def gram_pattern(pattern: SparsePattern, n: int) -> tuple[torch.Tensor, ...]:

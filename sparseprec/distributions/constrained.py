@@ -38,12 +38,11 @@ from torch.distributions import Independent, constraints, register_kl
 
 from .._validation import broadcast_shapes
 from ..cholesky import SparseCholesky, sparse_cholesky_solve
-from ..ops import sparse_mm
 from ..pattern import pattern_of
 from . import sparse_mvn
 from ._checks import check_like, check_vector
 from ._precision import LOG_2PI, SparsePrecisionGaussian, check_precision
-from .conditioning import noise_weights
+from .conditioning import gaussian_log_likelihood
 from .gmrf import GMRF
 from .intrinsic import IntrinsicGMRF
 from .subspace import AffineSubspace, constraint_gap
@@ -418,13 +417,7 @@ class ConstrainedGMRF(GMRF):
         """
         posterior = self.condition(obs_matrix, y, noise_precision, solver=solver)
         x = posterior.mean
-        m, n = obs_matrix.shape[0], self.event_shape[0]
-        w = noise_weights(noise_precision, m, self.loc)
-        columns = math.prod(x.shape[:-1])
-        fitted = sparse_mm(obs_matrix, x.reshape(columns, n).T).T.reshape(x.shape[:-1] + (m,))
-        r = y - fitted
-        log_likelihood = -0.5 * (w * r.square()).sum(-1) + 0.5 * w.log().sum() - 0.5 * m * LOG_2PI
-        return log_likelihood + self.log_prob(x) - posterior.log_prob(x)
+        return gaussian_log_likelihood(obs_matrix, y, noise_precision, x) + self.log_prob(x) - posterior.log_prob(x)
 
 
 @register_kl(Independent, ConstrainedGMRF)

@@ -16,7 +16,7 @@ from ..structures import car
 from . import sparse_mvn
 from ._checks import check_vector
 from ._precision import LOG_2PI, EachMatrix, SparsePrecisionGaussian, check_settings, to_blocks
-from .conditioning import noise_weights, posterior_precision
+from .conditioning import gaussian_log_likelihood, noise_weights, posterior_precision
 from .constraints import sparse_symmetric_positive_diagonal
 
 __all__ = ["GMRF", "CAR"]
@@ -304,15 +304,8 @@ class GMRF(SparsePrecisionGaussian):
         """
         posterior = self.condition(obs_matrix, y, noise_precision, solver=solver)
         x = posterior.loc
-        m = obs_matrix.shape[0]
-        w = noise_weights(noise_precision, m, self.loc)
         n = self.event_shape[0]
-        columns = math.prod(x.shape[:-1])
-        fitted = (
-            sparse_mm(obs_matrix, x.reshape(columns, n).transpose(0, 1)).transpose(0, 1).reshape(x.shape[:-1] + (m,))
-        )
-        r = y - fitted
-        log_likelihood = -0.5 * (w * r.square()).sum(-1) + 0.5 * w.log().sum() - 0.5 * m * LOG_2PI
+        log_likelihood = gaussian_log_likelihood(obs_matrix, y, noise_precision, x)
         # log p(x* | y) at the posterior's own mean: its quadratic form is zero
         log_posterior = 0.5 * posterior._log_det_precision() - 0.5 * n * LOG_2PI
         return log_likelihood + self.log_prob(x) - log_posterior

@@ -152,7 +152,6 @@ class LaplaceApproximation:
                 log_gaussian = log_gaussian + 0.5 * (torch.logdet(S) - torch.logdet(C @ C.T))
             value = likelihood.log_prob(y, eta).sum() + model.log_prior(x_hat) - log_gaussian
         self._pieces = {
-            "H": H,
             "factor": factor,
             "kriging": kriging,
             "d3": d3,

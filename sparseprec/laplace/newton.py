@@ -160,7 +160,7 @@ def _diagonal_positions(Q: torch.Tensor) -> torch.Tensor:
     pattern = pattern_of(Q, "precision")
 
     def locate() -> torch.Tensor:
-        positions = torch.nonzero(pattern.row == pattern.col).squeeze(1)
+        positions = torch.nonzero(pattern.on_diagonal()).squeeze(1)
         if positions.numel() != Q.shape[-1]:
             missing = sorted(set(range(Q.shape[-1])) - set(pattern.row[positions].tolist()))[:5]
             raise ValueError(
