@@ -9,8 +9,10 @@ form (as in Erisman & Tinney 1975; Rue & Martino 2007 for GMRFs):
 
 ``Z_SS`` only involves columns after ``J`` (ancestors in the elimination tree), and every pair of rows of ``S`` is in
 the filled pattern, so sweeping the supernodes from last to first computes ``Z`` exactly on the pattern of ``L``, at
-the cost of a numeric factorisation. Blocks are dense NumPy arrays (LAPACK ``trtri`` and BLAS products); one Python
-step per supernode.
+the cost of a numeric factorisation. Blocks are dense row-major arrays in one flat buffer. The sweep runs compiled
+(:mod:`sparseprec.cholesky._takahashi_kernel`, Numba calling BLAS/LAPACK in place, no Python step per supernode);
+where Numba cannot be imported, the same recursions run as a NumPy loop with one Python step per supernode (about
+2–3× slower; measured in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from threadpoolctl import ThreadpoolController
 
 __all__ = ["SupernodalStructure", "takahashi"]
 
-# The Z_SS gathers (positions of all s × s pairs of every supernode) are precomputed with the structure up to this many
-# entries in total (int32 where the buffers allow: 0.8 GB at the limit; about 3 nnz(L) on 2-D grids), else recomputed
-# during every sweep.
+# The NumPy loop's Z_SS gathers (positions of all s × s pairs of every supernode) are computed with its first sweep and
+# kept up to this many entries in total (int32 where the buffers allow: 0.8 GB at the limit; about 3 nnz(L) on 2-D
+# grids), else recomputed during every sweep. The compiled sweep finds the positions as it goes and needs none.
 GATHER_BUDGET = 200_000_000
 
 
@@ -51,7 +53,7 @@ class SupernodalStructure:
         self.supernode_of = np.repeat(np.arange(starts.size), width)
         self.offset = np.zeros(starts.size + 1, dtype=np.int64)
         np.cumsum(height * width, out=self.offset[1:])
-        self.row_start = indptr[starts]
+        self.row_start, self.indptr = indptr[starts], indptr
         self.rows = indices
         self.first = np.cumsum(height) - height  # where block J's rows begin in the concatenation of all rows_J
         # where every entry of L (CSC order) goes: entry p of column c is block row (c − start) + (p − indptr[c])
@@ -64,11 +66,16 @@ class SupernodalStructure:
         self.L_position = self.offset[J] + block_row * width[J] + q
         block = np.repeat(np.arange(starts.size), height)
         self._key = block * n + indices[self.row_start[block] + (np.arange(int(height.sum())) - self.first[block])]
-        below = height - width
-        self.gathers: list[np.ndarray] | None = None
-        if int((below.astype(np.int64) ** 2).sum()) <= GATHER_BUDGET:
+        self._gathers: list[np.ndarray] | None = None
+
+    def gathers(self) -> list[np.ndarray] | None:
+        """The NumPy loop's ``Z_SS`` positions for every supernode (built on first use), or ``None`` beyond
+        :data:`GATHER_BUDGET` entries."""
+        below = self.height - self.width
+        if self._gathers is None and int((below.astype(np.int64) ** 2).sum()) <= GATHER_BUDGET:
             small = self.offset[-1] < 2**31 - 1
-            self.gathers = [self._gather(J).astype(np.int32) if small else self._gather(J) for J in range(starts.size)]
+            self._gathers = [self._gather(J).astype(np.int32) if small else self._gather(J) for J in range(below.size)]
+        return self._gathers
 
     def below(self, J: int) -> np.ndarray:
         """``S``: the rows of supernode ``J`` below its diagonal block."""
@@ -105,25 +112,52 @@ def _single_threaded_blas():
     return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
-def takahashi(structure: SupernodalStructure, L_data: np.ndarray) -> np.ndarray:
-    """The selected inverse ``Z`` in ``structure``'s flat block buffers, for the factor values ``L_data`` (CSC); the
-    BLAS runs single-threaded during the sweep (:func:`_single_threaded_blas`)."""
+def _compiled_sweep():
+    """The compiled sweep, or ``None`` where Numba cannot be imported (imported on first use, not with the library)."""
+    if not _KERNEL:
+        try:
+            from ._takahashi_kernel import selected_inverse
+        except ImportError:
+            selected_inverse = None
+        _KERNEL.append(selected_inverse)
+    return _KERNEL[0]
+
+
+_KERNEL: list = []
+
+
+def _singular(column: int) -> ValueError:
+    return ValueError(f"singular diagonal block in the factor at column {column}")
+
+
+def takahashi(structure: SupernodalStructure, L_data: np.ndarray, compiled: bool = True) -> np.ndarray:
+    """The selected inverse ``Z`` in ``structure``'s flat block buffers, for the factor values ``L_data`` (CSC): the
+    compiled sweep where Numba is available and ``compiled``, else the NumPy loop; the BLAS runs single-threaded
+    during either (:func:`_single_threaded_blas`)."""
+    sweep = _compiled_sweep() if compiled else None
     with _single_threaded_blas():
-        return _sweep(structure, L_data)
+        if sweep is None:
+            Lb = np.zeros(structure.offset[-1])
+            Lb[structure.L_position] = L_data
+            return _sweep(structure, Lb)
+        s = structure
+        values = np.ascontiguousarray(L_data, dtype=np.float64)
+        Z, column = sweep(s.starts, s.width, s.height, s.offset, s.row_start, s.rows, s.supernode_of, s.indptr, values)
+    if column >= 0:
+        raise _singular(column)
+    return Z
 
 
-def _sweep(structure: SupernodalStructure, L_data: np.ndarray) -> np.ndarray:
-    Lb = np.zeros(structure.offset[-1])
-    Lb[structure.L_position] = L_data
+def _sweep(structure: SupernodalStructure, Lb: np.ndarray) -> np.ndarray:
     Z = np.empty_like(Lb)  # every block is written whole below
-    gathers = structure.gathers
+    gathers = structure.gathers()
     for J in range(structure.starts.size - 1, -1, -1):
         t, m, o = int(structure.width[J]), int(structure.height[J]), int(structure.offset[J])
         block = Lb[o : o + m * t].reshape(m, t)
         # (the block's upper triangle is zero in the buffer, and trtri leaves it as it is)
         inv, info = lapack.dtrtri(block[:t], lower=1)
         if info != 0:
-            raise ValueError(f"singular diagonal block in the factor at column {structure.starts[J]}")
+            raise _singular(int(structure.starts[J]) + info - 1)
         ZJJ = inv.T @ inv
         s = m - t
         Zb = Z[o : o + m * t].reshape(m, t)
