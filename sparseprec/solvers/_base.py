@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from .._validation import check_dense, describe
 from ..errors import ConvergenceError, ConvergenceWarning
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 CUDA_CHECK_EVERY = 10
+
+# tensor A -> version of its values when it was last found symmetric (weak: forgets A with A)
+_SYMMETRIC_CHECKED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 #: A column whose recurrence met its tolerance ``tol`` is refused when its true residual exceeds this multiple of
 #: ``tol``. The drift between the recursive and the true residual is a rounding effect of a few ``eps κ(A) ‖b‖``: far
@@ -129,6 +133,15 @@ class Preconditioning:
                 f"the preconditioner must return a tensor like its input ({describe(given)}), got a {describe(Z)}"
             )
         return Z.reshape(R.shape)
+
+    def apply_into(self, R: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out = M R`` for an ``(n, k)`` block: written in place by a :class:`Preconditioner` that can (no new
+        block per iteration), else ``M(R)`` copied into ``out``."""
+        if isinstance(self.M, Preconditioner):
+            written = self.M.apply_into(R, out)
+            if written is not None:
+                return written
+        return out.copy_(self(R))
 
 
 @dataclass(frozen=True)
@@ -266,6 +279,11 @@ class KrylovSolver:
         return None
 
     def _check_symmetric(self, op: Operator) -> None:
+        # A tensor found symmetric is not checked again until its values change (their version counter moves): the
+        # O(nnz) check costs as much as tens of iterations of a short solve repeated with the same matrix.
+        version = op.values_version()
+        if _SYMMETRIC_CHECKED.get(op.A) == version:
+            return
         diff, scale = op.asymmetry()
         eps = torch.finfo(op.values.dtype if op.kind == "sparse" else op.dense.dtype).eps
         if not diff <= 1000 * eps * scale:
@@ -273,6 +291,7 @@ class KrylovSolver:
                 f"{self.name} needs a symmetric A, but max |A - Aᵀ| = {diff:.3g} (max |A| = {scale:.3g}). Use "
                 "BiCGSTAB for a non-symmetric A, or symmetrise it, e.g. (A + Aᵀ) / 2."
             )
+        _SYMMETRIC_CHECKED[op.A] = version
 
     def _preconditioner_for(self, A: Any, op: Operator, B: torch.Tensor) -> Callable | None:
         p = self.preconditioner

@@ -49,7 +49,13 @@ class Operator:
     def matmul_into(self, X: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """``out = A X`` for a block ``X`` of shape ``(n, k)`` (no autograd; ``out`` is overwritten)."""
         if self.kind == "sparse":
-            return torch.addmm(out, self.kernel, X, beta=0.0, out=out)
+            # in place with beta = 0 (out's old content, NaN included, is ignored): `addmm(..., out=out)` would copy
+            # the block once more; a single column goes through the sparse matrix-vector kernel, 1.5-2x faster
+            # than the one-column matrix product on CPU
+            if X.shape[1] == 1 and X.is_contiguous() and out.is_contiguous():
+                out.view(-1).addmv_(self.kernel, X.view(-1), beta=0.0)
+                return out
+            return out.addmm_(self.kernel, X, beta=0.0)
         if self.kind == "dense":
             return torch.mm(self.dense, X, out=out)
         Y = self.A(X.reshape(self.n) if self.vector else X)
@@ -84,6 +90,24 @@ class Operator:
         return Y
 
     # ---- structure -------------------------------------------------------------------------------------------------
+    def values_version(self) -> tuple[int, ...]:
+        """Version counters of a tensor ``A``'s index and value data (they move with every in-place change)."""
+        A = self.A
+        if self.kind == "dense":
+            return (A._version,)
+        if A.layout == torch.sparse_csr:
+            parts = (A.crow_indices(), A.col_indices(), A.values())
+        else:
+            parts = (A._indices(), A._values())
+        return tuple(t._version for t in parts)
+
+    def _structurally_symmetric(self, crow_t: torch.Tensor, col_t: torch.Tensor) -> bool:
+        # pattern-only: checked once per pattern
+        pattern = self.pattern
+        return pattern.derived(
+            "structurally_symmetric", lambda: torch.equal(crow_t, pattern.crow) and torch.equal(col_t, pattern.col)
+        )
+
     def transpose(self) -> torch.Tensor:
         """``Aᵀ`` as a tensor of the same kind (sparse: CSR with the pattern's cached transposed index data)."""
         if self.kind == "sparse":
@@ -96,9 +120,8 @@ class Operator:
         """``(max |A - Aᵀ|, max |A|)`` for a tensor ``A`` (an entry stored on one side only counts in full)."""
         if self.kind == "sparse":
             At = self.transpose()
-            pattern = self.pattern
             crow_t, col_t = At.crow_indices(), At.col_indices()
-            if not (torch.equal(crow_t, pattern.crow) and torch.equal(col_t, pattern.col)):
+            if not self._structurally_symmetric(crow_t, col_t):
                 # structurally non-symmetric; only a real problem if the unmatched entries are nonzero
                 return self._asymmetry_by_coordinates()
             values = self.values

@@ -63,6 +63,11 @@ class Preconditioner:
     def __call__(self, R: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def apply_into(self, R: torch.Tensor, out: torch.Tensor) -> torch.Tensor | None:
+        """``M R`` written into ``out`` (both ``(n, k)``, ``out`` not ``R``) and returned, or ``None`` where this
+        preconditioner has no in-place form (the solvers then call it and copy). Used by the solvers' loops."""
+        return None
+
     def transpose(self) -> Preconditioner:
         """The preconditioner ``Mᵀ`` of ``Aᵀ`` (used by the gradient of non-symmetric solves)."""
         raise NotImplementedError
@@ -140,6 +145,9 @@ class Jacobi(Preconditioner):
 
     def __call__(self, R: torch.Tensor) -> torch.Tensor:
         return R * (self.inverse_diagonal if R.dim() == 1 else self.inverse_diagonal.unsqueeze(-1))
+
+    def apply_into(self, R: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.mul(R, self.inverse_diagonal.unsqueeze(-1), out=out)
 
     def transpose(self) -> Jacobi:
         return self
