@@ -29,7 +29,7 @@ from .._validation import broadcast_shapes, check_sparse_matrix, check_tensor, d
 from ..cholesky import CholeskyFactor, ExactLogDet, SLQLogDet, SparseCholesky, diag_inverse, sparse_logdet
 from ..errors import NotPositiveDefiniteError
 from ..ops import sparse_csr_tensor, sparse_mm
-from ..ops._values import stored_values
+from ..ops._values import read_once, source_values, stored_values
 from ..pattern import SparsePattern, crow_from_rows, pattern_of, rows_from_crow
 from ._checks import check_like, check_vector
 from ._copy import SparseDeepCopy
@@ -207,7 +207,8 @@ def _element_pattern(pattern: SparsePattern, shape: tuple[int, ...], name: str) 
 def precision_values(Q: torch.Tensor, shared: SharedPattern) -> torch.Tensor:
     """Stored values of every element, ``(B, nnz)`` in the shared (row-major) order, differentiable w.r.t. ``Q``."""
     if Q.dim() > 3:
-        return Q.values().reshape(shared.size, shared.nnz)
+        source = source_values(Q)  # built by sparseprec.sparse_csr_tensor: its values, no sparse gradient
+        return (Q.values() if source is None else source).reshape(shared.size, shared.nnz)
     return stored_values(Q, pattern_of(Q)).reshape(shared.size, shared.nnz)
 
 
@@ -335,9 +336,27 @@ class SparsePrecisionGaussian(SparseDeepCopy, Distribution):
     def _pbatch(self) -> torch.Size:
         return self._shared.batch_shape
 
+    @property
+    def _precision_operand(self) -> torch.Tensor:
+        """The precision as the ops take it: ``precision`` itself, or — when it requires grad and was not built by
+        sparseprec's constructors (a user's leaf tensor) — one read of its values kept for this distribution
+        (:func:`sparseprec.ops._values.read_once`), so that the log-determinant, the quadratic form and conditioning
+        sum their gradients densely and the precision's sparse gradient is formed once, not summed by torch."""
+        Q = self.precision
+        if not (Q.requires_grad and torch.is_grad_enabled()) or source_values(Q) is not None:
+            return Q
+        operand = self.__dict__.get("_operand")
+        if operand is None:
+            if Q.dim() > 3:  # one torch values() read; torch sums two gradients of such a tensor wrongly
+                operand = sparse_csr_tensor(Q.crow_indices(), Q.col_indices(), Q.values(), Q.shape)
+            else:
+                operand = read_once(Q, pattern_of(Q, "precision"))
+            self._operand = operand
+        return operand
+
     def _precision_values(self) -> torch.Tensor:
         """``(B, nnz)`` stored values of the precision's elements, differentiable."""
-        return precision_values(self.precision, self._shared)
+        return precision_values(self._precision_operand, self._shared)
 
     def _precision_diagonal(self) -> torch.Tensor:
         """``diag(Q)`` of every element, ``pbatch + (n,)``, from the stored entries (differentiable; zero where no
@@ -352,7 +371,7 @@ class SparsePrecisionGaussian(SparseDeepCopy, Distribution):
     def _flat_precision(self) -> torch.Tensor:
         """The precision as an operand of :func:`sparse_mm`: ``(n, n)`` or ``(B, n, n)``."""
         if self.precision.dim() <= 3:
-            return self.precision
+            return self._precision_operand
         return self._shared.flat(self._precision_values())
 
     # ---- what a subclass provides ---------------------------------------------------------------------------------
@@ -378,7 +397,7 @@ class SparsePrecisionGaussian(SparseDeepCopy, Distribution):
         """The ``(m, m)`` matrices factorised, one per precision element, differentiable w.r.t. the precision."""
         shared, values = self._factored_pattern, self._factored_values()
         if shared is self._shared and self.precision.dim() == 2:
-            return [self.precision]  # the matrix itself (its own layout and gradient)
+            return [self._precision_operand]  # the matrix itself (its own layout and gradient)
         return [shared.matrix(v) for v in values.unbind(0)]
 
     def _cholesky(self) -> tuple[CholeskyFactor, ...]:
@@ -501,4 +520,5 @@ class SparsePrecisionGaussian(SparseDeepCopy, Distribution):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_factor"] = None  # the backend's numeric factors are not picklable; recomputed on demand
+        state.pop("_operand", None)  # autograd history (not copyable); read again on demand
         return state

@@ -232,7 +232,7 @@ class ConstrainedGMRF(GMRF):
     def _solve_kriging(self) -> tuple[torch.Tensor, torch.Tensor]:
         C = self.constraint_matrix
         (factor,) = self._cholesky()
-        V = sparse_cholesky_solve(self.precision, C.T.contiguous(), factor=factor)
+        V = sparse_cholesky_solve(self._precision_operand, C.T.contiguous(), factor=factor)  # H's one read
         S = C @ V
         return V, torch.linalg.cholesky(0.5 * (S + S.T))
 

@@ -143,7 +143,7 @@ class GMRF(SparsePrecisionGaussian):
     def _log_det_precision(self) -> torch.Tensor:
         r""":math:`\log\det Q` of every precision element, shape ``pbatch``."""
         if isinstance(self.logdet_estimator, SLQLogDet):
-            return self.logdet_estimator(self.precision)
+            return self.logdet_estimator(self._precision_operand)
         return self._factored_logdet()
 
     def _draw(self, shape: torch.Size) -> torch.Tensor:
@@ -239,7 +239,7 @@ class GMRF(SparsePrecisionGaussian):
         # the exact log-det follows the posterior's factorisation; an estimator such as SLQ carries over
         logdet = None if isinstance(self.logdet_estimator, ExactLogDet) else self.logdet_estimator
         w = noise_weights(noise_precision, A.shape[0], self.loc)
-        Q_post = posterior_precision(self.precision, A, w)
+        Q_post = posterior_precision(self._precision_operand, A, w)
         y = check_vector(y, "y")
         if y.dtype != self.loc.dtype or y.device != self.loc.device:
             raise TypeError(

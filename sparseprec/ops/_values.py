@@ -15,6 +15,14 @@ Two orderings of the values exist (see :mod:`sparseprec.ops._pattern`):
   duplicates are summed into it, and a gradient comes back on its coalesced indices);
 * *raw* order: the tensor's own stored values as the user gave them (``(b, nnz)`` for a batched CSR tensor; every
   duplicate of an uncoalesced COO tensor separately, each reading the matrix at its position).
+
+Gradients w.r.t. one sparse matrix that feeds several ops (a log-determinant and a quadratic form) are summed on its
+dense values, never as sparse tensors: a matrix built by :func:`sparseprec.sparse_csr_tensor` /
+:func:`sparseprec.sparse_coo_tensor` hands every op its values (:func:`as_operand`, :func:`stored_values`), and
+:func:`read_once` gives any other matrix (a user's leaf tensor) the same form through one read of its values. torch's
+own sum of two sparse gradients (an add with coalescing and sorting, wrong for batched CSR) is thereby avoided; where
+such a sum still reaches a read (a gradient from torch's own ops plus ours), a gradient on the same positions in new
+index tensors is recognised by an O(nnz) comparison of the indices, before any coalescing or searching.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from ..pattern import SparsePattern, same_memory
 
 __all__ = [
     "stored_values",
+    "read_once",
+    "source_values",
     "wrap_values",
     "read_values",
     "operand_values",
@@ -51,6 +61,26 @@ def _own_indices(S: torch.Tensor, template: torch.Tensor) -> bool:
     return same_memory(S._indices(), template._indices())
 
 
+def _equal_indices(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Index tensors holding the same numbers (any integer dtypes): O(nnz), no sorting."""
+    if a.shape != b.shape:
+        return False
+    return torch.equal(a, b if b.dtype == a.dtype else b.to(a.dtype))
+
+
+def _same_positions(S: torch.Tensor, template: torch.Tensor) -> bool:
+    """``S`` stores ``template``'s positions in the same order, in other index tensors (e.g. torch's sum of two
+    gradients on the pattern, whose indices are new memory): compared by value, O(nnz). For COO both must be
+    coalesced (a coalesced tensor's order is the sorted one)."""
+    if S.layout != template.layout or S.shape != template.shape:
+        return False
+    if S.layout == torch.sparse_csr:
+        return _equal_indices(S.col_indices(), template.col_indices()) and _equal_indices(
+            S.crow_indices(), template.crow_indices()
+        )
+    return S.is_coalesced() and template.is_coalesced() and _equal_indices(S._indices(), template._indices())
+
+
 def _at_positions(S: torch.Tensor, pattern: SparsePattern, m: int) -> torch.Tensor:
     """Entries of ``S`` (dense, or sparse of another pattern) at the pattern's kernel positions, ``(nnz,)``."""
     rows, cols = pattern.row.long(), pattern.col.long()
@@ -69,14 +99,17 @@ def _at_positions(S: torch.Tensor, pattern: SparsePattern, m: int) -> torch.Tens
 
 
 def _read(S: torch.Tensor, template: torch.Tensor, pattern: SparsePattern, raw: bool) -> torch.Tensor:
-    if _own_indices(S, template):
+    if _own_indices(S, template) or _same_positions(S, template):
         if S.layout == torch.sparse_csr:
             return S.values() if raw else S.values().reshape(-1)
         if raw or pattern.inverse is None:
             return S._values()
         return pattern.kernel_values(S)  # duplicates summed into the kernel order
     if S.layout == torch.sparse_coo and template.layout == torch.sparse_coo and S.is_coalesced():
-        if pattern.coo_grad_indices is not None and same_memory(S._indices(), pattern.coo_grad_indices):
+        grad_indices = pattern.coo_grad_indices
+        if grad_indices is not None and (
+            same_memory(S._indices(), grad_indices) or _equal_indices(S._indices(), grad_indices)
+        ):
             kernel = S._values()  # a kernel-ordered gradient of an uncoalesced tensor (see ``wrap``)
         else:
             kernel = _at_positions(S, pattern, template.shape[-1])
@@ -106,10 +139,12 @@ class _Read(torch.autograd.Function):
     @staticmethod
     def forward(ctx, S: torch.Tensor, template: torch.Tensor, pattern: SparsePattern, raw: bool) -> torch.Tensor:
         ctx.template, ctx.pattern, ctx.raw = template, pattern, raw  # index data only: no autograd history
+        ctx.built_by = type(S.grad_fn).__name__  # saves no tensor: backward may run again (see read_once)
         return _read(S, template, pattern, raw)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        _warn_if_once_differentiable(ctx.built_by)
         return wrap_values(grad.contiguous(), ctx.template, ctx.pattern, raw=ctx.raw), None, None, None
 
 
@@ -136,12 +171,41 @@ def remember_source(A: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return A
 
 
+def source_values(A: torch.Tensor) -> torch.Tensor | None:
+    """The values ``A`` was built from by :func:`sparseprec.sparse_csr_tensor`/:func:`sparseprec.sparse_coo_tensor`, in
+    ``A``'s raw order (``(*batch, nnz)`` for batched CSR), when they require grad and grad mode is on; else ``None``."""
+    source = getattr(A, _SOURCE, None)
+    return source if source is not None and torch.is_grad_enabled() else None
+
+
 def _source_kernel_values(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor | None:
     """Kernel-ordered values of ``A`` as a differentiable function of the values it was built from, or ``None``."""
-    source = getattr(A, _SOURCE, None)
-    if source is None or not torch.is_grad_enabled():
-        return None
-    return pattern.to_kernel_order(source)
+    source = source_values(A)
+    return None if source is None else pattern.to_kernel_order(source)
+
+
+def read_once(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
+    r"""``A`` as one differentiable read of its values, for a matrix that feeds several ops.
+
+    Every op differentiates w.r.t. a sparse operand by a sparse gradient on its pattern; when ``A`` feeds two ops
+    (a log-determinant and a quadratic form), torch sums those two sparse tensors (an add that coalesces and sorts,
+    :math:`O(\mathrm{nnz} \log \mathrm{nnz})`, and wrong for batched CSR). The result of ``read_once`` is a sparse
+    tensor equal to ``A`` — on ``A``'s own index tensors (CSR, coalesced COO) or its coalesced ones (uncoalesced COO)
+    — built from :math:`v = \mathrm{read}(A)` (kernel order) as :func:`sparseprec.sparse_csr_tensor` builds one, so
+    the ops differentiate w.r.t. :math:`v`: their gradients are summed densely, :math:`O(\mathrm{nnz})`, and the one
+    read's backward forms ``A``'s gradient once, with ``A``'s layout and (coalesced) positions, as each op returns it.
+
+    Returns ``A`` itself when there is nothing to merge: ``A`` dense, not requiring grad, grad mode off, or ``A`` built
+    by sparseprec's constructors (its ops use its source values already). Use the result in place of ``A`` for as long
+    as ``A``'s values stay as they are (e.g. the lifetime of a distribution built on ``A``); the read saves no
+    tensors, so several backward passes may run through it.
+    """
+    if A.layout == torch.strided or not (A.requires_grad and torch.is_grad_enabled()):
+        return A
+    if getattr(A, _SOURCE, None) is not None:
+        return A
+    values = _Read.apply(A, _template(A), pattern, False)
+    return remember_source(wrap_values(values, A, pattern, raw=False), values)
 
 
 def as_operand(A: torch.Tensor, pattern: SparsePattern) -> torch.Tensor:
@@ -213,13 +277,19 @@ def operand_gradient(grad: torch.Tensor, operand: torch.Tensor, pattern: SparseP
     """
     if operand.layout == torch.strided:
         return grad
-    if torch.is_grad_enabled() and type(operand.grad_fn).__name__ in _ONCE_DIFFERENTIABLE_CONSTRUCTORS:
+    _warn_if_once_differentiable(type(operand.grad_fn).__name__)
+    return wrap_values(grad, operand, pattern, raw=False)
+
+
+def _warn_if_once_differentiable(built_by: str) -> None:
+    """Warn when a graph of the derivative is being built (``create_graph=True``) for a sparse matrix whose autograd
+    node ``built_by`` is one of torch's own constructors (see :func:`operand_gradient`)."""
+    if torch.is_grad_enabled() and built_by in _ONCE_DIFFERENTIABLE_CONSTRUCTORS:
         warnings.warn(
-            f"a sparse operand was built by torch's own constructor ({type(operand.grad_fn).__name__}), whose backward "
+            f"a sparse operand was built by torch's own constructor ({built_by}), whose backward "
             "to the values is not differentiable again: second derivatives (create_graph=True, Hessians) through "
             "those values are lost or fail inside torch. Build it with sparseprec.sparse_coo_tensor / "
             "sparseprec.sparse_csr_tensor (same arguments), whose backward is twice differentiable.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return wrap_values(grad, operand, pattern, raw=False)

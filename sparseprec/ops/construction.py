@@ -5,7 +5,10 @@ torch's own ``torch.sparse_csr_tensor(crow, col, values)`` is differentiable w.r
 allocation. ``torch.sparse_coo_tensor``'s backward is sparse but matches the gradient's pattern to the input's on
 every call. :func:`sparse_csr_tensor` and :func:`sparse_coo_tensor` are drop-ins whose backward reads the gradient only
 at the stored entries and, for the gradients the ops of :mod:`sparseprec.ops` return (same pattern, same index
-tensors), does no index work at all.
+tensors), does no index work at all; a sparse gradient on the same positions in other index tensors (torch's sum of
+two gradients, the gradient of one of torch's own ops) is recognised by comparing the indices, O(nnz), before any
+coalescing. The ops themselves differentiate such a tensor w.r.t. the values it was built from, so when it feeds
+several ops their gradients are summed as dense values and no sparse gradient is formed at all.
 """
 
 from __future__ import annotations
