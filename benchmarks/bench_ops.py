@@ -8,7 +8,9 @@ For p ∈ {1, 16} right-hand sides, float32 and float64, CSR and COO input, it m
 the forward solve and of forward + backward (gradients w.r.t. the factor's values and ``B``), and the peak extra
 resident memory of one forward + backward in steady state (a fresh process per method and case, one warm-up call, then
 ``VmHWM`` reset through ``/proc/self/clear_refs``, one call, and the high-water mark minus the resident size before
-it; glibc's mmap threshold is pinned so that freed blocks go back to the OS).
+it; glibc's mmap threshold is pinned so that freed blocks go back to the OS). The floor of a forward + backward,
+CHOLMOD's ``solve_L`` + ``solve_Lt`` on its own factor of the same grid (the very ``L`` the others solve with), is
+timed beside them when scikit-sparse is installed (method ``cholmod``; float64, CHOLMOD's only precision here).
 
 Run ``python benchmarks/bench_ops.py`` (all problems; ~30 min on 2 cores) or ``--sizes 300`` for a quick run. The
 table is written to ``docs/benchmarks.md`` between markers, replacing the previous ops table.
@@ -57,6 +59,7 @@ LEAF_NOTE = (
     "`sparse_csr_tensor` would allocate a dense n × n gradient there).\n\n"
 )
 BEGIN, END = "<!-- bench_ops:begin -->", "<!-- bench_ops:end -->"
+CHOLMOD_PAIR = "CHOLMOD solve_L + solve_Lt (same factor, float64)"
 
 
 def timed(fn, setup=None) -> float:
@@ -86,8 +89,9 @@ class Case:
     reset: Callable[[], None] = field(default=gc.collect)
 
 
-def make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz=float("inf")) -> dict[str, Case]:
-    """The methods to compare on one problem, sparseprec first."""
+def make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz=float("inf"), factor=None) -> dict[str, Case]:
+    """The methods to compare on one problem, sparseprec first. ``factor``: a CHOLMOD factor whose ``L()`` is ``L``
+    (the floor of forward + backward: its ``solve_L`` and ``solve_Lt`` on the same factor, float64)."""
     n = L.shape[0]
     A_csr = torch_csr(L, dtype)
     A = A_csr if layout == "CSR" else A_csr.to_sparse_coo().coalesce()
@@ -135,7 +139,33 @@ def make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz=float("inf")) -> d
             Ls = L.astype(np.float32 if dtype == torch.float32 else np.float64)
             Bn = B.numpy()
             cases["scipy spsolve_triangular (fwd only)"] = Case(lambda: spla.spsolve_triangular(Ls, Bn, lower=True))
+        if factor is not None and "cholmod" in methods:
+            B64 = B.double().numpy()
+
+            def cholmod_pair():  # the two solves of a forward + backward, on CHOLMOD's own (supernodal) factor
+                factor.solve_L(B64, use_LDLt_decomposition=False)
+                factor.solve_Lt(B64, use_LDLt_decomposition=False)
+
+            cases[CHOLMOD_PAIR] = Case(None, cholmod_pair)
     return cases
+
+
+def cholmod_factor_of(Q, L):
+    """A CHOLMOD factor of ``Q`` whose ``L()`` has ``L``'s pattern (the orderings ``cholesky_factor`` tries, in its
+    order), or ``None`` without scikit-sparse or when none matches."""
+    try:
+        from sksparse.cholmod import cholesky
+    except ImportError:
+        return None
+    for ordering in ("metis", "amd"):
+        try:
+            factor = cholesky(Q.tocsc(), ordering_method=ordering)
+        except Exception:  # CHOLMOD built without METIS
+            continue
+        Lf = factor.L().tocsr()
+        if Lf.nnz == L.nnz and np.array_equal(Lf.indptr, L.indptr):
+            return factor
+    return None
 
 
 def child_memory(path: str, p: int, dtype: str, layout: str, method: str) -> None:
@@ -162,8 +192,8 @@ def median_or_nan(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def run_case(rows, problem, L, path, p, dtype, layout, repeats, methods, tsgu_coo_max_nnz, slow_s=20.0):
-    cases = make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz)
+def run_case(rows, problem, L, path, p, dtype, layout, repeats, methods, tsgu_coo_max_nnz, slow_s=20.0, factor=None):
+    cases = make_cases(L, p, dtype, layout, methods, tsgu_coo_max_nnz, factor)
     # Warm up every method once (the first call builds cached pattern data), then time them in interleaved rounds so
     # that machine noise hits all methods alike. A method whose warm-up took over `slow_s` gets at most 3 rounds.
     sparseprec.clear_caches()
@@ -182,7 +212,7 @@ def run_case(rows, problem, L, path, p, dtype, layout, repeats, methods, tsgu_co
     ours = None
     for name, case in cases.items():
         t_fwd, t_fb = median_or_nan(times[name][0]), median_or_nan(times[name][1])
-        mem = measure_memory(path, p, dtype, layout, name) if case.fb else float("nan")
+        mem = measure_memory(path, p, dtype, layout, name) if case.fb and name != CHOLMOD_PAIR else float("nan")
         if ours is None:
             ours = {"fwd": t_fwd, "fb": t_fb, "mem": mem}
         row = {
@@ -207,6 +237,11 @@ def run_case(rows, problem, L, path, p, dtype, layout, repeats, methods, tsgu_co
             f"fwd+bwd {row['fb_ms']:9.1f} ms  peak {row['mem_mib']:8.1f} MiB  (x{row['fb_ratio']:.2f} / "
             f"x{row['mem_ratio']:.2f} of ours)",
             flush=True,
+        )
+    cholmod = [r for r in rows[-len(cases) :] if r["method"] == CHOLMOD_PAIR]
+    if cholmod:
+        print(
+            f"{problem:9s} p={p:2d} sparseprec fwd+bwd ÷ {CHOLMOD_PAIR}: x{1 / cholmod[0]['fb_ratio']:.2f}", flush=True
         )
     cases.clear()
     gc.collect()
@@ -284,7 +319,7 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="*", default=["float64", "float32"])
     parser.add_argument("--layouts", nargs="*", default=["CSR", "COO"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--methods", nargs="*", default=["tsgu", "scipy"])
+    parser.add_argument("--methods", nargs="*", default=["tsgu", "scipy", "cholmod"])
     parser.add_argument(
         "--tsgu-coo-max-nnz",
         type=float,
@@ -295,31 +330,31 @@ def main() -> None:
     args = parser.parse_args()
 
     def problems():
-        """Yield (name, factor) one at a time, so that only one large factor is in memory."""
+        """Yield (name, factor, CHOLMOD factor or None) one at a time, so that only one large factor is in memory."""
         for s in args.sizes:
             t0 = time.perf_counter()
             L, how = cholesky_factor(grid_precision(s))
             factor_how.append(how)
             took = time.perf_counter() - t0
             print(f"grid-{s}: n={L.shape[0]:,}, nnz(L)={L.nnz:,}, factorised by {how} in {took:.1f} s", flush=True)
-            yield f"grid-{s}", L
+            factor = cholmod_factor_of(grid_precision(s), L) if "cholmod" in args.methods else None
+            yield f"grid-{s}", L, factor
         if args.ar1:
-            yield "ar1", ar1_factor(args.ar1)
+            yield "ar1", ar1_factor(args.ar1), None
 
     factor_how: list[str] = []
     rows = []
+    options = dict(repeats=args.repeats, methods=args.methods, tsgu_coo_max_nnz=args.tsgu_coo_max_nnz)
     with tempfile.TemporaryDirectory() as tmp:
-        for problem, L in problems():
+        for problem, L, factor in problems():
             path = os.path.join(tmp, f"{problem}.npz")
             sp.save_npz(path, L)
             for dtype_name in args.dtypes:
                 for p in args.p:
                     for layout in args.layouts:
                         dtype = getattr(torch, dtype_name)
-                        run_case(
-                            rows, problem, L, path, p, dtype, layout, args.repeats, args.methods, args.tsgu_coo_max_nnz
-                        )
-            del L
+                        run_case(rows, problem, L, path, p, dtype, layout, factor=factor, **options)
+            del L, factor
             gc.collect()
     if not args.no_write:
         write_table(rows, ", ".join(sorted(set(factor_how))) or "n/a", sys.argv[1:])

@@ -26,6 +26,28 @@ DENSE_WARNING_SIZE = 4096
 _LOG_2PI = math.log(2 * math.pi)
 
 
+def _standard_normal_matrix(rows: int, columns: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    r"""A contiguous ``(rows, columns)`` matrix of independent :math:`N(0, 1)` draws from torch's generator.
+
+    float64 on the CPU by the Box–Muller transform of torch's uniforms: with :math:`u, v \sim U[0, 1)`,
+    :math:`\sqrt{-2 \log(1 - u)}\,(\cos 2\pi v, \sin 2\pi v)` are two independent standard normals (exactly, for
+    exact uniforms; :math:`1 - u \in (0, 1]` keeps the logarithm finite), in whole-tensor vectorised operations.
+    torch's float64 ``normal_`` on the CPU transforms its uniforms in a scalar loop and is 1.5-2x slower: in a
+    16-sample ``rsample`` it cost about as much as the triangular solve. Elsewhere (float32, CUDA) torch's ``normal_``.
+    """
+    if dtype != torch.float64 or torch.device(device).type != "cpu":
+        return _standard_normal((rows, columns), dtype=dtype, device=device)
+    numel = rows * columns
+    half = (numel + 1) // 2
+    u = torch.empty(2, half, dtype=dtype, device=device).uniform_()
+    radius = u[0].neg_().log1p_().mul_(-2.0).sqrt_()
+    angle = u[1].mul_(2 * math.pi)
+    out = torch.empty(2, half, dtype=dtype, device=device)
+    torch.cos(angle, out=out[0]).mul_(radius)
+    torch.sin(angle, out=out[1]).mul_(radius)
+    return out.reshape(-1)[:numel].reshape(rows, columns)
+
+
 class SparseMultivariateNormal(SparseDeepCopy, Distribution):
     r"""Multivariate normal whose covariance or precision is given by a sparse triangular factor.
 
@@ -209,8 +231,12 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
-        eps = _standard_normal(shape, dtype=self.loc.dtype, device=self.loc.device)
-        return self.loc + self._whitener.color(eps)
+        # ε is drawn in the factor's column layout, (N, P) contiguous with P samples as columns, and viewed in the
+        # sample shape: the one sparse kernel call of color() then reads it without a transposing copy.
+        factor = self._whitener.factor
+        columns = math.prod(shape[:-1]) // (factor.batch or 1)
+        eps = _standard_normal_matrix(factor.N, columns, self.loc.dtype, self.loc.device)
+        return self.loc + self._whitener.color(factor.from_columns(eps, shape))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:

@@ -33,11 +33,14 @@ SYMMETRIC_STORAGES = ("full", "lower", "upper")
 def _sampled(pattern: SparsePattern, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     if pattern.nnz == 0 or U.shape[-1] == 0:
         return U.new_zeros(pattern.nnz)
-    if U.shape[-1] == 1:
+    if U.shape[-1] == 1 and U.device.type != "cpu":
         u = U.reshape(-1).index_select(0, pattern.row)
         return u.mul_(V.reshape(-1).index_select(0, pattern.col))
-    kernel = pattern.kernel_matrix(U.new_zeros(pattern.nnz))  # values ignored (beta = 0)
-    return torch.sparse.sampled_addmm(kernel, U, V.transpose(0, 1), beta=0.0).values()
+    # Written into a fresh kernel matrix in place (out=): without out=, sampled_addmm first clones its sparse input,
+    # indices and values. Its values must be finite (beta = 0 multiplies them; NaN * 0 is NaN), hence zeros. On the
+    # CPU this row-parallel kernel also beats two nnz-long gathers and a product at p = 1.
+    kernel = pattern.kernel_matrix(U.new_zeros(pattern.nnz))
+    return torch.sparse.sampled_addmm(kernel, U, V.transpose(0, 1), beta=0.0, out=kernel).values()
 
 
 def _mm(values: torch.Tensor, B: torch.Tensor, pattern: SparsePattern, transpose: bool) -> torch.Tensor:

@@ -22,7 +22,6 @@ import copy
 
 import pytest
 import torch
-from conftest import dense_grad_at_pattern, random_pattern, sparse_from_dense
 from torch.autograd import gradcheck
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -31,6 +30,7 @@ from sparseprec.distributions import GMRF, ConstrainedGMRF, SparseMultivariateNo
 from sparseprec.ops import _values, sparse_mm, sparse_triangular_solve
 from sparseprec.ops._values import read_once, read_values
 from sparseprec.pattern import pattern_of
+from tests.conftest import dense_grad_at_pattern, random_pattern, sparse_from_dense
 
 DT = torch.float64
 N = 7

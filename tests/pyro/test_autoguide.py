@@ -130,7 +130,10 @@ def test_a_model_without_sparse_priors_gets_a_diagonal_guide():
         pyro.sample("y", dist.Normal(x, 1.0).to_event(1), obs=torch.ones(4, dtype=F64))
 
     guide = sp.AutoSparseMultivariateNormal(model)
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO(num_particles=8, vectorize_particles=True))
+    # a decaying step size, so that the end point does not hinge on the last noisy steps (with a constant lr = 0.05
+    # the error at step 300 ranged over 0.03–0.24 across seeds)
+    optim = pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.985})
+    svi = SVI(model, guide, optim, Trace_ELBO(num_particles=8, vectorize_particles=True))
     for _ in range(300):
         svi.step()
     assert guide.factor_values.numel() == 0
