@@ -103,11 +103,12 @@ def test_missing_diagonal_is_singular():
         sparse_triangular_solve(dense.to_sparse_csr(), torch.ones(3, 1, dtype=torch.float64), upper=False)
 
 
+@pytest.mark.parametrize("p", [1, 2, 8, 20])  # few columns: found in the solution; many: on the diagonal
 @pytest.mark.parametrize("batched", [False, True])
-def test_zero_on_the_diagonal_is_singular(batched):
+def test_zero_on_the_diagonal_is_singular(batched, p):
     idx = torch.tensor([[0, 1, 1, 2], [0, 0, 1, 2]])
     A = torch.sparse_coo_tensor(idx, torch.tensor([1.0, 2.0, 0.0, 3.0], dtype=torch.float64), (3, 3)).coalesce()
-    B = torch.ones(3, 2, dtype=torch.float64)
+    B = torch.ones(3, p, dtype=torch.float64)
     where = "row 1"
     if batched:
         A = torch.stack([torch.eye(3, dtype=torch.float64).to_sparse(), A])
