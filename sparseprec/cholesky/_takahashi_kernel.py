@@ -73,7 +73,7 @@ def selected_inverse(
     Z = np.empty_like(Lb)
     # characters, integers and scalars passed by address, as Fortran routines take them
     ch = np.array([ord("L"), ord("U"), ord("N"), ord("T"), ord("R")], dtype=np.uint8)
-    ints = np.zeros(4, dtype=np.int32)  # t, s, info, (spare)
+    ints = np.zeros(3, dtype=np.int32)  # t, s, info
     reals = np.array([1.0, -1.0, 0.0])
     largest = 0
     for J in range(starts.size):

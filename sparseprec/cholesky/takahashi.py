@@ -56,17 +56,30 @@ class SupernodalStructure:
         self.row_start, self.indptr = indptr[starts], indptr
         self.rows = indices
         self.first = np.cumsum(height) - height  # where block J's rows begin in the concatenation of all rows_J
-        # where every entry of L (CSC order) goes: entry p of column c is block row (c − start) + (p − indptr[c])
-        entry_col = np.repeat(cols, counts)
-        J = self.supernode_of[entry_col]
-        q = entry_col - starts[J]
-        block_row = q + (np.arange(L.nnz) - indptr[entry_col])
+        J, q, block_row = self._entry_blocks()
         if not np.array_equal(indices[self.row_start[J] + block_row], indices):
             raise ValueError("the factor's pattern is not a Cholesky fill pattern (columns of a supernode differ)")
-        self.L_position = self.offset[J] + block_row * width[J] + q
         block = np.repeat(np.arange(starts.size), height)
         self._key = block * n + indices[self.row_start[block] + (np.arange(int(height.sum())) - self.first[block])]
+        # the NumPy loop's own data, built on its first use (the compiled sweep needs neither)
+        self._L_position: np.ndarray | None = None
         self._gathers: list[np.ndarray] | None = None
+
+    def _entry_blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For every entry of ``L`` (CSC order): its supernode ``J``, its column ``q`` within ``J`` and its row within
+        ``J``'s block (entry ``p`` of column ``c`` is block row ``(c − start) + (p − indptr[c])``)."""
+        entry_col = np.repeat(np.arange(self.n), np.diff(self.indptr))
+        J = self.supernode_of[entry_col]
+        q = entry_col - self.starts[J]
+        return J, q, q + (np.arange(self.nnz) - self.indptr[entry_col])
+
+    def L_position(self) -> np.ndarray:
+        """Where every entry of ``L`` (CSC order) goes in the flat block buffer (the NumPy loop's scatter; built on
+        first use)."""
+        if self._L_position is None:
+            J, q, block_row = self._entry_blocks()
+            self._L_position = self.offset[J] + block_row * self.width[J] + q
+        return self._L_position
 
     def gathers(self) -> list[np.ndarray] | None:
         """The NumPy loop's ``Z_SS`` positions for every supernode (built on first use), or ``None`` beyond
@@ -138,7 +151,7 @@ def takahashi(structure: SupernodalStructure, L_data: np.ndarray, compiled: bool
     with _single_threaded_blas():
         if sweep is None:
             Lb = np.zeros(structure.offset[-1])
-            Lb[structure.L_position] = L_data
+            Lb[structure.L_position()] = L_data
             return _sweep(structure, Lb)
         s = structure
         values = np.ascontiguousarray(L_data, dtype=np.float64)
