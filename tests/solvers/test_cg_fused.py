@@ -89,7 +89,9 @@ def test_single_column_equals_block_column():
     block = CG(rtol=1e-10).solve(A, torch.cat([b, b], 1))
     torch.testing.assert_close(block.value[:, :1], single.value, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(block.value[:, 1:], single.value, rtol=1e-12, atol=1e-14)
-    assert block.iterations.tolist() == [int(single.iterations[0])] * 2
+    # the two loops sum their inner products in different orders (BLAS dot vs chunked column sums): on another CPU a
+    # residual that lands on the tolerance may stop one of them a step earlier, so the counts may differ by one
+    assert all(abs(int(i) - int(single.iterations[0])) <= 1 for i in block.iterations)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -118,7 +120,7 @@ def test_columns_converge_independently(dtype, chunking):
         alone = CG(rtol=rtol).solve(A, B[:, j])
         tol = 1e-4 if dtype == torch.float32 else 1e-10
         torch.testing.assert_close(solution.value[:, j], alone.value, rtol=tol, atol=tol)
-        assert int(alone.iterations) == int(its[j])
+        assert abs(int(alone.iterations) - int(its[j])) <= 1  # (different summation orders, as above)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
