@@ -27,6 +27,7 @@ EXPECTED = {
     "gmrf_modelling.py": ("RMSE of the posterior mean vs the true field", "gmrf_modelling.png"),
     "pyro_sparse_guide.py": ("AutoSparseMVN (sparseprec)", "pyro_sparse_guide.png"),
     "laplace_lattice.py": ("Laplace vs NUTS: max |mean difference|", "laplace_lattice.png"),
+    "learned_image_factor.py": ("free factor", "learned_image_factor.png"),
 }
 
 

@@ -12,6 +12,7 @@ pattern's, expanded without copy; the values are ``(*batch_shape, nnz)``). 0-D h
 from .adjacency import adjacency_from_pairs, adjacency_from_scipy, connected_components
 from .bym2 import bym2_scaling, bym2_scaling_per_node, constrained_icar_variances
 from .car import car, icar
+from .image_factor import ImageFactorPattern, image_factor_pattern, image_offsets
 from .laplacian import graph_laplacian, grid_adjacency, grid_laplacian
 from .matern import matern_marginal_variance, matern_spde
 from .temporal import ar1, rw1, rw2
@@ -33,4 +34,7 @@ __all__ = [
     "bym2_scaling",
     "bym2_scaling_per_node",
     "constrained_icar_variances",
+    "image_factor_pattern",
+    "image_offsets",
+    "ImageFactorPattern",
 ]
