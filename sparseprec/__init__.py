@@ -10,7 +10,7 @@ from .distributions import GMRF, ICAR, ConstrainedGMRF, IntrinsicGMRF, SparseMul
 from .errors import ConvergenceError, ConvergenceWarning, NotPositiveDefiniteError, NotTwiceDifferentiableError
 from .ops import sparse_coo_tensor, sparse_csr_tensor, sparse_mm, sparse_triangular_solve
 from .pattern import cache_info, clear_caches
-from .solvers import sparse_generic_solve
+from .solvers import sparse_generic_lstsq, sparse_generic_solve
 
 __all__ = [
     "pattern",
@@ -29,6 +29,7 @@ __all__ = [
     "sparse_mm",
     "sparse_triangular_solve",
     "sparse_generic_solve",
+    "sparse_generic_lstsq",
     "sparse_csr_tensor",
     "sparse_coo_tensor",
     "ConvergenceError",

@@ -13,7 +13,8 @@ class ConvergenceError(RuntimeError):
     """An iterative method stopped before meeting its tolerance.
 
     The message says how far it got and what to try. ``solution`` holds the full result of the failed solve (a
-    :class:`sparseprec.solvers.Solution`, with the last iterate and per-column diagnostics) for inspection.
+    :class:`sparseprec.solvers.Solution`, or a :class:`sparseprec.solvers.LeastSquaresSolution` from LSQR/LSMR, with the
+    last iterate and per-column diagnostics) for inspection.
     """
 
     def __init__(self, message: str, solution: Any = None):

@@ -6,12 +6,22 @@ valid ``solve=`` for :func:`sparse_generic_solve` (here, and re-exported as ``sp
 ``cg``, ``minres`` and ``bicgstab`` take the same settings as keywords and return the tensor. ``A`` is a sparse COO/CSR
 tensor, a dense tensor or a callable ``v -> A v``; ``B`` is ``(n,)`` or ``(n, k)``, all ``k`` columns iterated
 together.
+
+``LSQR`` and ``LSMR`` (thin functions ``lsqr``, ``lsmr``) solve damped least squares ``min ‖A x − b‖² + damp² ‖x‖²``
+for a rectangular ``A`` (sparse, dense, or a pair ``(matvec, rmatvec)``), with SciPy's recurrences, stopping rules and
+stop codes, all columns of ``B`` as one block, and return a :class:`LeastSquaresSolution`; they are the default
+``lstsq`` of :func:`sparse_generic_lstsq` (least squares with gradients at ``A``'s stored entries, also re-exported as
+``sparseprec.sparse_generic_lstsq``).
 """
 
 from ..errors import ConvergenceError, ConvergenceWarning
+from ._least_squares import LeastSquaresSolution, LeastSquaresStatus
 from .bicgstab import BiCGSTAB, bicgstab
 from .cg import CG, cg
 from .generic import sparse_generic_solve
+from .lsmr import LSMR, lsmr
+from .lsqr import LSQR, lsqr
+from .lstsq import sparse_generic_lstsq
 from .minres import MINRES, minres
 from .preconditioners import SSOR, Jacobi, Preconditioner
 from .solution import Solution, Status
@@ -24,6 +34,13 @@ __all__ = [
     "minres",
     "bicgstab",
     "sparse_generic_solve",
+    "sparse_generic_lstsq",
+    "LSQR",
+    "LSMR",
+    "lsqr",
+    "lsmr",
+    "LeastSquaresSolution",
+    "LeastSquaresStatus",
     "Solution",
     "Status",
     "Preconditioner",
