@@ -46,6 +46,7 @@ __all__ = [
     "column_dot",
     "column_norm",
     "column_scale",
+    "check_maxiter",
     "failure_codes",
 ]
 
@@ -94,6 +95,16 @@ def _check_real(value: object, name: str) -> None:
         raise TypeError(f"{name} must be a real number (int or float), got {type(value).__name__} {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def check_maxiter(maxiter: object) -> None:
+    """``maxiter`` is ``None`` or a positive int (not a bool), else ``TypeError``/``ValueError`` naming it."""
+    if maxiter is None:
+        return
+    if isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral):
+        raise TypeError(f"maxiter must be a positive int or None, got {type(maxiter).__name__} {maxiter!r}")
+    if maxiter < 1:
+        raise ValueError(f"maxiter must be a positive int or None, got {maxiter!r}")
 
 
 def failure_codes(stopped: torch.Tensor, code: int, residual: torch.Tensor) -> torch.Tensor:
@@ -164,13 +175,7 @@ class KrylovSolver:
             _check_real(getattr(self, name), name)
         if self.rtol == 0 and self.atol == 0:
             raise ValueError("rtol and atol are both 0: no solve can meet that; give one of them a positive value")
-        if self.maxiter is not None:
-            if isinstance(self.maxiter, bool) or not isinstance(self.maxiter, numbers.Integral):
-                raise TypeError(
-                    f"maxiter must be a positive int or None, got {type(self.maxiter).__name__} {self.maxiter!r}"
-                )
-            if self.maxiter < 1:
-                raise ValueError(f"maxiter must be a positive int or None, got {self.maxiter!r}")
+        check_maxiter(self.maxiter)
         p = self.preconditioner
         if p is not None and not callable(p):
             raise TypeError(

@@ -62,7 +62,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from .._validation import check_dense, check_sparse_matrix, describe
 from ..errors import ConvergenceError, ConvergenceWarning
 from ..pattern import pattern_of
-from ._base import CUDA_CHECK_EVERY, column_scale
+from ._base import CUDA_CHECK_EVERY, check_maxiter, column_scale
 from ._blocks import BlockPasses
 
 __all__ = [
@@ -461,13 +461,7 @@ class LeastSquaresSolver:
         for name in ("atol", "btol", "damp"):
             _check_real(getattr(self, name), name)
         _check_real(self.conlim, "conlim", positive=True, infinite=True)
-        if self.maxiter is not None:
-            if isinstance(self.maxiter, bool) or not isinstance(self.maxiter, numbers.Integral):
-                raise TypeError(
-                    f"maxiter must be a positive int or None, got {type(self.maxiter).__name__} {self.maxiter!r}"
-                )
-            if self.maxiter < 1:
-                raise ValueError(f"maxiter must be a positive int or None, got {self.maxiter!r}")
+        check_maxiter(self.maxiter)
         p = self.preconditioner
         if isinstance(p, str):
             if p != "columns":
@@ -731,13 +725,19 @@ class LeastSquaresSolver:
         self,
         itn: int,
         maxiter: int,
-        test1: torch.Tensor,
+        normr: torch.Tensor,
+        normb: torch.Tensor,
         test2: torch.Tensor,
         test3: torch.Tensor,
-        t1: torch.Tensor,
-        rtol: torch.Tensor,
+        normA: torch.Tensor,
+        normx: torch.Tensor,
     ) -> torch.Tensor:
-        """SciPy's ``istop`` after iteration ``itn`` for the tests of every column (-2: keep going; -1: NaN)."""
+        """SciPy's ``istop`` after iteration ``itn`` (-2: keep going; -1: NaN) from the estimates of ``‖r‖``, ``‖Ā‖``
+        and ``‖x‖``, and the method's own ``test2`` (normal residual) and ``test3`` (``1 / cond``)."""
+        test1 = normr / normb
+        ratio = normA * normx / normb
+        t1 = test1 / (1 + ratio)
+        rtol = self.btol + self.atol * ratio
         ctol = 1.0 / self.conlim
         code = torch.full_like(test1, 7 if itn >= maxiter else -2, dtype=torch.int64)
         code = torch.where(1 + test3 <= 1, 6, code)
@@ -747,6 +747,22 @@ class LeastSquaresSolver:
         code = torch.where(test2 <= self.atol, 2, code)
         code = torch.where(test1 <= rtol, 1, code)
         return torch.where(torch.isnan(test1) | torch.isnan(test2), -1, code)
+
+    @staticmethod
+    def record(
+        active: torch.Tensor,
+        step: torch.Tensor,
+        codes: torch.Tensor,
+        iterations: torch.Tensor,
+        report: tuple[torch.Tensor, ...],
+        estimates: tuple[torch.Tensor, ...],
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
+        """The running columns take this iteration's stop codes and estimates (``iterations`` counts them, in place);
+        returns the codes, the estimates to report and the columns still running."""
+        iterations += active
+        codes = torch.where(active, step, codes)
+        report = tuple(torch.where(active, new, old) for new, old in zip(estimates, report, strict=True))
+        return codes, report, codes == -2
 
     # ---- reporting --------------------------------------------------------------------------------------------------
     def _report(

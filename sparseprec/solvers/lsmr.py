@@ -165,20 +165,10 @@ class LSMR(LeastSquaresSolver):
             normar = zetabar.abs()
             normx = passes.dot(X, X).sqrt_()
             # the tests
-            test1 = normr / normb
             product = normA * normr
             test2 = torch.where(product != 0, normar / product, torch.full_like(product, torch.inf))
-            test3 = 1.0 / condA
-            ratio = normA * normx / normb
-            t1 = test1 / (1 + ratio)
-            rtol = self.btol + self.atol * ratio
-            step = self.stop_codes(itn, maxiter, test1, test2, test3, t1, rtol)
-            iterations += active
-            codes = torch.where(active, step, codes)
-            report = tuple(
-                torch.where(active, new, old) for new, old in zip((normA, condA, normx), report, strict=True)
-            )
-            active = codes == -2
+            step = self.stop_codes(itn, maxiter, normr, normb, test2, 1.0 / condA, normA, normx)
+            codes, report, active = self.record(active, step, codes, iterations, report, (normA, condA, normx))
         return IterationState(codes, iterations, *report)
 
 

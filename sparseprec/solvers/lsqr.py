@@ -141,19 +141,9 @@ class LSQR(LeastSquaresSolver):
             res2 = res2 + psi.square()
             rnorm = (phibar.square() + res2).sqrt()
             arnorm = alfa * tau.abs()
-            test1 = rnorm / normb
             test2 = arnorm / (anorm * rnorm + eps)
-            test3 = 1.0 / (acond + eps)
-            ratio = anorm * xnorm / normb
-            t1 = test1 / (1 + ratio)
-            rtol = self.btol + self.atol * ratio
-            step = self.stop_codes(itn, maxiter, test1, test2, test3, t1, rtol)
-            iterations += active
-            codes = torch.where(active, step, codes)
-            report = tuple(
-                torch.where(active, new, old) for new, old in zip((anorm, acond, xnorm), report, strict=True)
-            )
-            active = codes == -2
+            step = self.stop_codes(itn, maxiter, rnorm, normb, test2, 1.0 / (acond + eps), anorm, xnorm)
+            codes, report, active = self.record(active, step, codes, iterations, report, (anorm, acond, xnorm))
         return IterationState(codes, iterations, *report)
 
 
