@@ -20,6 +20,10 @@ FRAGMENTS = {
     ("gmrf_modelling.md", 0): "examples/gmrf_modelling.py (rw2_smoothing), run by tests/test_examples.py",
     ("gmrf_modelling.md", 1): "examples/gmrf_modelling.py (matern_kriging), run by tests/test_examples.py",
     ("gmrf_modelling.md", 2): "sparseprec/examples/lip_cancer.py, run by tests/test_lip_cancer_demo.py",
+    ("distributed.md", 2): "a cluster's scheduler address; the same fit_many call runs on a LocalCluster in block 1 "
+    "and tests/distributed",
+    ("distributed.md", 3): "dask-jobqueue on SLURM; the same fit_many call runs on a LocalCluster in block 1 and "
+    "tests/distributed",
 }
 
 

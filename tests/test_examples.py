@@ -28,6 +28,7 @@ EXPECTED = {
     "pyro_sparse_guide.py": ("AutoSparseMVN (sparseprec)", "pyro_sparse_guide.png"),
     "laplace_lattice.py": ("Laplace vs NUTS: max |mean difference|", "laplace_lattice.png"),
     "learned_image_factor.py": ("free factor", "learned_image_factor.png"),
+    "atlas.py": ("outcomes fitted", "atlas.png"),
 }
 
 
