@@ -128,8 +128,8 @@ def table(rows, first, argv, outcomes_count: int, chunk_size: int) -> list[str]:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; Python "
         f"{platform.python_version()}; torch {torch.__version__}, dask {package_version('dask')}, distributed "
         f"{package_version('distributed')}, scikit-sparse {package_version('scikit-sparse')}, sparseprec "
-        f"{sparseprec.__version__}. Command: `python benchmarks/bench_atlas.py {' '.join(argv)}`. The machine was "
-        "shared with other jobs while this ran (see the loop rows: their spread shows the load).",
+        f"{sparseprec.__version__}. Command: `python benchmarks/bench_atlas.py {' '.join(argv)}`. The machine is "
+        "shared: the spread of the loop rows shows how loaded it was.",
         "",
         f"{outcomes_count} simulated outcomes on the lip cancer graph (56 districts, one covariate), each a BYM2 "
         "Poisson fit with hyper-parameters by empirical Bayes (`fit_hyperparameters`, about 11 Laplace approximations "
