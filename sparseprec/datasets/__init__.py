@@ -1,6 +1,7 @@
-"""Real data shipped with sparseprec (package data; no download)."""
+"""Real data for the examples: the Scottish lip cancer data (shipped as package data) and the North Carolina SIDS data
+(libpysal's built-in example ``sids2``; the ``spatial`` extra). Nothing is downloaded."""
 
+from .nc_sids import NCSIDSData, load_nc_sids
 from .scotland import LipCancerData, load_scotland_lip_cancer
-from .shapes import read_dbf, read_polygons
 
-__all__ = ["LipCancerData", "load_scotland_lip_cancer", "read_polygons", "read_dbf"]
+__all__ = ["LipCancerData", "load_scotland_lip_cancer", "NCSIDSData", "load_nc_sids"]

@@ -6,13 +6,14 @@ import csv
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .._validation import check_flag
 from ..structures import adjacency_from_pairs
-from .shapes import read_dbf, read_polygons
+from ._shapefiles import ShapefileTable, geodataframe, read_shapefile
 
 __all__ = ["LipCancerData", "load_scotland_lip_cancer"]
 
@@ -39,7 +40,9 @@ class LipCancerData:
     islands : bool
         Whether the three island districts (0-based 5, 7, 10) are left without neighbours.
     shapefile : pathlib.Path
-        The district polygons (``scotland.shp`` with ``.shx``/``.dbf``; the dbf field ``District`` is ``district + 1``).
+        The district polygons (``scotland.shp`` with ``.shx``/``.dbf``; the dbf field ``District`` is ``district + 1``),
+        read with pyshp by :meth:`district_polygons` and :meth:`district_names`, and with GeoPandas by
+        :meth:`to_geodataframe`.
     """
 
     observed: torch.Tensor
@@ -54,31 +57,60 @@ class LipCancerData:
     def num_districts(self) -> int:
         return self.observed.numel()
 
-    def _shape_rows(self) -> tuple[list[dict[str, str]], list[int]]:
-        rows = read_dbf(self.shapefile.with_suffix(".dbf"))
-        order = [int(row["District"]) - 1 for row in rows]
-        if sorted(order) != list(range(self.num_districts)):
+    def _shapes(self) -> tuple[ShapefileTable, list[int]]:
+        """The shapefile (read with pyshp) and, per district, the index of its record."""
+        table = read_shapefile(self.shapefile)
+        district_of_record = [int(record["District"]) - 1 for record in table.records]
+        if sorted(district_of_record) != list(range(self.num_districts)):
             raise RuntimeError("the shipped scotland.dbf does not number the districts 1..56: package data damaged")
-        return rows, order
+        record_of_district = [0] * self.num_districts
+        for k, district in enumerate(district_of_record):
+            record_of_district[district] = k
+        return table, record_of_district
 
     def district_names(self) -> list[str]:
         """The district names, in district order (from the shapefile's table)."""
-        rows, order = self._shape_rows()
-        names = [""] * self.num_districts
-        for row, district in zip(rows, order, strict=True):
-            names[district] = row["NAME"]
-        return names
+        table, order = self._shapes()
+        return [str(table.records[k]["NAME"]) for k in order]
 
     def district_polygons(self) -> list[list[np.ndarray]]:
         """The rings of every district's polygon, in district order.
 
-        ``(m, 2)`` arrays of British National Grid coordinates (metres).
+        ``(m, 2)`` float64 arrays of British National Grid coordinates (metres), each ring closed (its first point
+        repeated last); a district on several islands has several rings. Read with pyshp, no GeoPandas needed.
         """
-        _, order = self._shape_rows()
-        polygons: list[list[np.ndarray]] = [[] for _ in range(self.num_districts)]
-        for rings, district in zip(read_polygons(self.shapefile), order, strict=True):
-            polygons[district] = rings
-        return polygons
+        table, order = self._shapes()
+        return [table.polygons[k] for k in order]
+
+    def to_geodataframe(self) -> Any:
+        """The districts as a :class:`geopandas.GeoDataFrame`, one row per district in district order (index 0–55).
+
+        Columns ``name``, ``observed``, ``expected``, ``aff_percent`` and ``geometry`` (the polygons of
+        :meth:`district_polygons` as shapely (Multi)Polygons). The shipped shapefile has no ``.prj``, so the CRS is
+        None; the coordinates are British National Grid metres (``gdf.set_crs("EPSG:27700")`` declares it).
+
+        Raises
+        ------
+        ImportError
+            GeoPandas is not installed (``pip install 'sparseprec[spatial]'``).
+
+        Examples
+        --------
+        >>> from sparseprec.datasets import load_scotland_lip_cancer
+        >>> gdf = load_scotland_lip_cancer().to_geodataframe()
+        >>> list(gdf.columns), len(gdf), gdf.crs is None
+        (['name', 'observed', 'expected', 'aff_percent', 'geometry'], 56, True)
+        >>> gdf.loc[0, "name"], int(gdf.loc[0, "observed"])
+        ('Skye-Lochalsh', 9)
+        """
+        table, order = self._shapes()
+        columns = {
+            "name": [str(table.records[k]["NAME"]) for k in order],
+            "observed": self.observed.cpu().numpy(),
+            "expected": self.expected.cpu().numpy(),
+            "aff_percent": self.aff_percent.cpu().numpy(),
+        }
+        return geodataframe(columns, table, order, "LipCancerData.to_geodataframe")
 
 
 def _rows(name: str) -> list[dict[str, str]]:

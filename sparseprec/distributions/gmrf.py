@@ -317,7 +317,8 @@ class CAR(GMRF):
 
     Tensors ``rho`` and ``tau`` with batch dimensions give a batch of CAR models on the one adjacency: the batch shape
     is the broadcast of ``rho``'s, ``tau``'s and ``loc``'s batch shapes (one factorisation per element of the
-    precision's batch; see :class:`GMRF`).
+    precision's batch; see :class:`GMRF`). ``adjacency`` is any graph :func:`sparseprec.structures.as_adjacency`
+    takes (a symmetric 0/1 matrix, an edge list, a libpysal ``W`` or ``Graph``, a networkx graph).
 
     Examples
     --------

@@ -348,7 +348,9 @@ class ICAR(IntrinsicGMRF):
 
     A convenience for ``IntrinsicGMRF(loc, sparseprec.structures.icar(adjacency, tau))``; differentiable in ``tau``
     (through the log-density's :math:`\tfrac{n-k}{2}\log\tau`). Isolated nodes are components of their own and are
-    pinned to ``loc`` (model them with an unstructured effect, as BYM2 does).
+    pinned to ``loc`` (model them with an unstructured effect, as BYM2 does). ``adjacency`` is any graph
+    :func:`sparseprec.structures.as_adjacency` takes: a symmetric 0/1 matrix, an edge list, a libpysal ``W`` (e.g.
+    ``ICAR(Queen.from_dataframe(gdf, use_index=False), tau)``) or ``Graph``, a networkx graph.
 
     Examples
     --------

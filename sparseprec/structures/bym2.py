@@ -1,4 +1,8 @@
-"""The Sørbye–Rue scaling of an ICAR precision, as used by the BYM2 model."""
+"""The Sørbye–Rue scaling of an ICAR precision, as used by the BYM2 model.
+
+Each function takes its adjacency in any form :func:`sparseprec.structures.as_adjacency` takes (torch or SciPy matrix,
+edge list, ``libpysal.weights.W`` or ``Graph``, networkx graph).
+"""
 
 from __future__ import annotations
 

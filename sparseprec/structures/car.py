@@ -20,8 +20,9 @@ def icar(adjacency: object, tau: float | torch.Tensor = 1.0, dtype: torch.dtype 
 
     Parameters
     ----------
-    adjacency : torch.Tensor or scipy.sparse matrix
-        Symmetric 0/1 ``(n, n)`` adjacency (see :mod:`sparseprec.structures.adjacency`).
+    adjacency : graph
+        Symmetric 0/1 ``(n, n)`` adjacency in any form :func:`sparseprec.structures.as_adjacency` takes (torch or
+        SciPy matrix, edge list, ``libpysal.weights.W`` or ``Graph``, networkx graph).
     tau : float or torch.Tensor
         Positive precision, 0-D or of any batch shape.
     dtype : torch.dtype, optional
@@ -68,8 +69,9 @@ def car(
 
     Parameters
     ----------
-    adjacency : torch.Tensor or scipy.sparse matrix
-        Symmetric 0/1 ``(n, n)`` adjacency, every node with a neighbour.
+    adjacency : graph
+        Symmetric 0/1 ``(n, n)`` adjacency, every node with a neighbour, in any form
+        :func:`sparseprec.structures.as_adjacency` takes.
     rho, tau : float or torch.Tensor
         Spatial dependence (``|rho| < 1``) and precision (positive), each 0-D or batched; they broadcast together to
         a ``batch_shape``.

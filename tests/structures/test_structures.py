@@ -87,8 +87,8 @@ def test_adjacency_validation_errors():
         graph_laplacian(torch.tensor([[0.0, 2.0], [2.0, 0.0]]).to_sparse())
     with pytest.raises(ValueError, match="self-loops"):
         graph_laplacian(torch.eye(2).to_sparse())
-    with pytest.raises(TypeError, match="adjacency must be a torch tensor or a SciPy sparse matrix"):
-        graph_laplacian([[0, 1], [1, 0]])
+    with pytest.raises(TypeError, match="adjacency must be a graph"):
+        graph_laplacian({0: [1]})
 
 
 def test_connected_components():
