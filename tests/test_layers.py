@@ -34,8 +34,8 @@ LAYERS = {
     "datasets": 5.9,  # real data sets: may use the whole core, not the integrations
     "pyro": 6,
     "gpytorch": 6,
-    "distributed": 6,
-    "arviz": 6,  # posteriors as arviz.InferenceData  # many fits with Dask (Dask imported lazily, when a client or the worker plugin is used)
+    "distributed": 6,  # many fits with Dask (Dask imported lazily, when a client or the worker plugin is used)
+    "arviz": 6,  # posteriors as arviz.InferenceData
     "examples": 7,  # runnable demos of the whole library, integrations included; nothing imports them
 }
 INTEGRATIONS = 6
