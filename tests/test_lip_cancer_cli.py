@@ -42,6 +42,7 @@ BAD = [
     (["--samples", "0"], r"argument --samples: expected an integer >= 1, got 0"),
     (["--nuts-samples", "1"], r"argument --nuts-samples: expected an integer >= 2, got 1"),
     (["--nuts-warmup", "-1"], r"argument --nuts-warmup: expected an integer >= 0, got -1"),
+    (["--nuts-chains", "1"], r"argument --nuts-chains: expected an integer >= 2, got 1"),
     (["--seed", "-1"], r"argument --seed: expected an integer in \[0, 2\*\*32\), got -1"),
     (["--seed", str(2**32)], r"argument --seed: expected an integer in \[0, 2\*\*32\), got 4294967296"),
     (["--output", "map.txt"], r"argument --output: expected a path ending in \.png, got 'map\.txt'"),
@@ -99,13 +100,16 @@ def test_the_default_output_is_checked_too_unless_no_plot(tmp_path, monkeypatch,
 
 
 def test_good_arguments_parse_to_their_values(tmp_path):
-    args = lip_cancer.build_parser().parse_args(["--lr", "1e-3", "--steps", "7", "--particles", "2", "--samples", "3",
-                                                 "--nuts-samples", "2", "--nuts-warmup", "0", "--seed", "4294967295",
-                                                 "--output", str(tmp_path / "a.PNG")])  # fmt: skip
+    argv = ["--lr", "1e-3", "--steps", "7", "--particles", "2", "--samples", "3", "--nuts-samples", "2",
+            "--nuts-warmup", "0", "--nuts-chains", "3", "--seed", "4294967295",
+            "--output", str(tmp_path / "a.PNG")]  # fmt: skip
+    args = lip_cancer.build_parser().parse_args(argv)
     assert (args.lr, args.steps, args.particles, args.samples) == (1e-3, 7, 2, 3)
-    assert (args.nuts_samples, args.nuts_warmup, args.seed, args.output) == (2, 0, 2**32 - 1, tmp_path / "a.PNG")
+    assert (args.nuts_samples, args.nuts_warmup, args.nuts_chains) == (2, 0, 3)
+    assert (args.seed, args.output) == (2**32 - 1, tmp_path / "a.PNG")
     defaults = lip_cancer.build_parser().parse_args([])
     assert (defaults.lr, defaults.steps, defaults.output) == (0.02, 3000, Path("lip_cancer.png"))
+    assert (defaults.nuts_samples, defaults.nuts_warmup, defaults.nuts_chains) == (500, 500, 2)
 
 
 def test_the_module_command_refuses_a_negative_learning_rate_at_once():
@@ -135,6 +139,10 @@ def test_sampling_functions_refuse_bad_counts():
         lip_cancer.svi_samples(lambda: None, None, 0)
     with pytest.raises(ValueError, match=r"warmup must be an integer >= 0, got -1"):
         lip_cancer.run_nuts(lambda: None, None, num_samples=10, warmup=-1)
+    with pytest.raises(ValueError, match=r"chains must be an integer >= 1, got 0"):
+        lip_cancer.run_nuts(lambda: None, None, num_samples=10, warmup=5, chains=0)
+    with pytest.raises(ValueError, match=r"num_samples must be an integer >= 1, got 0"):
+        lip_cancer.laplace_samples(None, 0)
 
 
 DIVERGING = [

@@ -33,8 +33,8 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyro
@@ -44,6 +44,18 @@ from pyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide.initialization import init_to_median, init_to_value
 from tqdm.auto import tqdm
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+try:
+    import arviz as az
+except ImportError as _error:
+    raise ImportError(
+        "the lip cancer demo prints its posterior summary with ArviZ, which is not installed: "
+        "pip install 'sparseprec[examples]' (or pip install arviz)"
+    ) from _error
+
+from ..arviz import area_coords, from_draws, from_mcmc
 from ..datasets import LipCancerData, load_scotland_lip_cancer
 from ..distributions import GMRF
 from ..distributions import ICAR as CoreICAR
@@ -60,8 +72,9 @@ __all__ = [
     "fit_svi",
     "svi_samples",
     "run_nuts",
+    "to_inference_data",
     "summarise",
-    "format_table",
+    "format_summary",
     "save_figure",
     "build_parser",
     "main",
@@ -70,6 +83,10 @@ __all__ = [
 
 F64 = torch.float64
 SCALARS = ("intercept", "aff_effect", "sigma", "rho")
+#: the sites with one entry per district (ArviZ dimension "district", labelled by the district names)
+DISTRICT_SITES = ("theta", "phi", "relative_risk", "cases")
+#: the reported sites, named alike by every route (NUTS, SVI, Laplace)
+SITES = (*SCALARS, "theta", "phi", "relative_risk")
 
 
 def bym2_model(data: LipCancerData) -> Callable[[], None]:
@@ -153,7 +170,8 @@ def fit_laplace(data: LipCancerData) -> INLAResult:
 
 def laplace_samples(result: INLAResult, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """Draws of each reported quantity's *marginal* posterior from the INLA mixture (a grid point by its weight, then
-    the Gaussian approximation's marginal there; σ and ρ from the point's cell), in the form of :func:`svi_samples`.
+    the Gaussian approximation's marginal there; σ and ρ from the point's cell), in the form of :func:`svi_samples`:
+    the sites of :data:`SITES` (``theta`` and ``phi`` from the latent field ``x = (β0, β1, θ, φ)``).
     Each quantity is drawn independently: the draws serve marginal summaries (means, intervals), not joint ones."""
     _check_count(num_samples, "num_samples")
     g = torch.Generator().manual_seed(seed)
@@ -168,8 +186,12 @@ def laplace_samples(result: INLAResult, num_samples: int, seed: int = 0) -> dict
     theta = marginal(result.points, result.cell_sd.expand_as(result.points))
     latent = marginal(result.latent_means[:, :2], result.latent_variances[:, :2].sqrt())
     eta = marginal(result.predictor_means, result.predictor_variances.sqrt())
+    # θ and φ drawn last: a seed gives the other quantities the draws it gave before θ and φ were reported
+    effects = marginal(result.latent_means[:, 2:], result.latent_variances[:, 2:].sqrt())
+    n = eta.shape[1]
     return {"intercept": latent[:, 0], "aff_effect": latent[:, 1], "sigma": theta[:, 0].exp(),
-            "rho": torch.sigmoid(theta[:, 1]), "relative_risk": eta.exp()}  # fmt: skip
+            "rho": torch.sigmoid(theta[:, 1]), "theta": effects[:, :n], "phi": effects[:, n:],
+            "relative_risk": eta.exp()}  # fmt: skip
 
 
 def _init_values(data: LipCancerData) -> dict[str, torch.Tensor]:
@@ -259,105 +281,136 @@ def _check_count(value: object, name: str, minimum: int = 1) -> None:
 def svi_samples(
     model: Callable[[], None], guide: AutoSparseMultivariateNormal, num_samples: int
 ) -> dict[str, torch.Tensor]:
-    """Posterior draws of the scalar parameters and the relative risks from the fitted guide."""
+    """Posterior draws of the sites of :data:`SITES` (the scalar parameters, θ, φ and the relative risks) from the
+    fitted guide."""
     _check_count(num_samples, "num_samples")
-    predictive = Predictive(
-        model, guide=guide, num_samples=num_samples, return_sites=(*SCALARS, "relative_risk"), parallel=True
-    )
+    predictive = Predictive(model, guide=guide, num_samples=num_samples, return_sites=SITES, parallel=True)
     with torch.no_grad():
         return {k: v.reshape(num_samples, -1).squeeze(-1) for k, v in predictive().items()}
 
 
 def run_nuts(
-    model: Callable[[], None], data: LipCancerData, num_samples: int = 1000, warmup: int = 500, progress: bool = True
-) -> dict[str, torch.Tensor]:
-    """NUTS on the same model (same priors, same ICAR support through its bijection); draws as :func:`svi_samples`."""
+    model: Callable[[], None],
+    data: LipCancerData,
+    num_samples: int = 500,
+    warmup: int = 500,
+    chains: int = 2,
+    progress: bool = True,
+) -> az.InferenceData:
+    """NUTS on the same model (same priors, same ICAR support through its bijection): ``chains`` chains of
+    ``warmup`` + ``num_samples`` steps, run one after the other, as one :class:`arviz.InferenceData`
+    (:func:`sparseprec.arviz.from_mcmc`, the district names as coordinates, the ``diverging`` sample statistic) with
+    the pointwise log-likelihood of :func:`to_inference_data`."""
     _check_count(num_samples, "num_samples")
     _check_count(warmup, "warmup", minimum=0)
+    _check_count(chains, "chains")
     init = init_to_value(values=_init_values(data), fallback=init_to_median())
-    mcmc = MCMC(NUTS(model, init_strategy=init), num_samples=num_samples, warmup_steps=warmup,
-                disable_progbar=not progress)  # fmt: skip
-    mcmc.run()
-    predictive = Predictive(
-        model, posterior_samples=mcmc.get_samples(), return_sites=(*SCALARS, "relative_risk"), parallel=True
-    )
-    with torch.no_grad():
-        return {k: v.reshape(num_samples, -1).squeeze(-1) for k, v in predictive().items()}
+    runs = []
+    for _ in range(chains):
+        mcmc = MCMC(NUTS(model, init_strategy=init), num_samples=num_samples, warmup_steps=warmup,
+                    disable_progbar=not progress)  # fmt: skip
+        mcmc.run()
+        runs.append(mcmc)
+    coords, dims = area_coords(data.district_names(), DISTRICT_SITES)
+    idata = from_mcmc(runs, coords=coords, dims=dims, log_likelihood=False, parallel=True)
+    risk = torch.from_numpy(idata.posterior["relative_risk"].values)
+    idata.add_groups(log_likelihood={"cases": _log_likelihood(risk, data).numpy()}, coords=coords, dims=dims)
+    return idata
 
 
-@dataclass
-class Summary:
-    """Posterior mean and 95 % interval of every reported quantity, in table order."""
-
-    rows: list[tuple[str, float, float, float]]
-
-    def get(self, name: str) -> tuple[float, float, float]:
-        for label, mean, low, high in self.rows:
-            if label == name:
-                return mean, low, high
-        raise KeyError(name)
+def _log_likelihood(risk: torch.Tensor, data: LipCancerData) -> torch.Tensor:
+    """``log p(y_i | r_i) = log Poisson(y_i; E_i r_i)`` per draw and district (the same shape as ``risk``)."""
+    return dist.Poisson(data.expected.to(risk.dtype) * risk).log_prob(data.observed.to(risk.dtype))
 
 
-def summarise(samples: dict[str, torch.Tensor], data: LipCancerData, districts: list[int]) -> Summary:
-    """Mean and 2.5 %/97.5 % quantiles of the scalars and the relative risks of the given districts."""
+def to_inference_data(draws: dict[str, torch.Tensor], data: LipCancerData) -> az.InferenceData:
+    """The draws of :func:`svi_samples` or :func:`laplace_samples` as an :class:`arviz.InferenceData`
+    (:func:`sparseprec.arviz.from_draws`; one chain of independent draws), named as :func:`run_nuts`'s: the sites of
+    :data:`SITES`, dimension ``district`` labelled by the district names, the pointwise log-likelihood of the
+    observed ``cases`` and the observed counts.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparseprec.datasets import load_scotland_lip_cancer
+    >>> from sparseprec.examples.lip_cancer import to_inference_data
+    >>> data = load_scotland_lip_cancer()
+    >>> draws = {"sigma": torch.full((10,), 0.5, dtype=torch.float64),
+    ...          "relative_risk": torch.ones(10, 56, dtype=torch.float64)}
+    >>> idata = to_inference_data(draws, data)
+    >>> str(idata.posterior["relative_risk"].coords["district"].values[0]), idata.log_likelihood["cases"].shape
+    ('Skye-Lochalsh', (1, 10, 56))
+    """
+    coords, dims = area_coords(data.district_names(), DISTRICT_SITES)
+    return from_draws(draws, coords=coords, dims=dims,
+                      log_likelihood={"cases": _log_likelihood(draws["relative_risk"], data)},
+                      observed_data={"cases": data.observed})  # fmt: skip
+
+
+#: row labels of the summary table
+LABELS = {"intercept": "intercept β0", "aff_effect": "AFF effect β1 (per 10 %)", "sigma": "total s.d. σ",
+          "rho": "spatial share ρ"}  # fmt: skip
+
+
+def summarise(
+    idata: az.InferenceData, data: LipCancerData, districts: list[int], diagnostics: bool = False
+) -> pd.DataFrame:
+    """``arviz.summary`` of the scalars and the relative risks of the given districts: mean, sd and 95 % HDI, and with
+    ``diagnostics`` (for MCMC draws, in two chains or more) ArviZ's MCSE, bulk and tail ESS and R-hat too. Rows are
+    labelled as in the printed table (``"intercept β0"``, ..., ``"RR <district name>"``)."""
     names = data.district_names()
-
-    def row(label: str, x: torch.Tensor) -> tuple[str, float, float, float]:
-        q = torch.quantile(x, torch.tensor([0.025, 0.975], dtype=x.dtype))
-        return label, float(x.mean()), float(q[0]), float(q[1])
-
-    labels = {"intercept": "intercept β0", "aff_effect": "AFF effect β1 (per 10 %)", "sigma": "total s.d. σ",
-              "rho": "spatial share ρ"}  # fmt: skip
-    rows = [row(labels[name], samples[name]) for name in SCALARS]
-    rows += [row(f"RR {names[i]}", samples["relative_risk"][:, i]) for i in districts]
-    return Summary(rows)
+    chosen = [names[i] for i in districts]
+    table = az.summary(idata, var_names=[*SCALARS, "relative_risk"], coords={"district": chosen}, hdi_prob=0.95,
+                       kind="all" if diagnostics else "stats", round_to="none")  # fmt: skip
+    table.index = [LABELS[name] for name in SCALARS] + [f"RR {name}" for name in chosen]
+    return table
 
 
-def format_table(summaries: dict[str, Summary]) -> str:
-    """The summaries side by side: one ``mean [2.5 %, 97.5 %]`` column per method."""
-    methods = list(summaries)
-    first = summaries[methods[0]]
-    width = max(len(label) for label, *_ in first.rows)
-    lines = [f"{'':{width}}  " + "  ".join(f"{m + ': mean [95% interval]':>28}" for m in methods)]
-    for label, *_ in first.rows:
-        cells = []
-        for m in methods:
-            mean, low, high = summaries[m].get(label)
-            cells.append(f"{mean:>9.3f} [{low:7.3f}, {high:7.3f}]")
-        lines.append(f"{label:<{width}}  " + "  ".join(f"{c:>28}" for c in cells))
+def format_summary(method: str, table: pd.DataFrame) -> str:
+    """One method's summary table: a title, then the rows of :func:`summarise` (three decimals, ESS as integers)."""
+    what = "mean, sd, 95 % HDI" + (", MCSE, ESS (bulk, tail), R-hat" if "r_hat" in table.columns else "")
+    width = max(len(label) for label in table.index)
+    lines = [f"{method} ({what}; ArviZ):", f"{'':{width}}" + "".join(f"{c:>11}" for c in table.columns)]
+    for label, row in table.iterrows():
+        cells = "".join(f"{v:>11.0f}" if c.startswith("ess") else f"{v:>11.3f}" for c, v in row.items())
+        lines.append(f"{label:<{width}}{cells}")
     return "\n".join(lines)
 
 
 def save_figure(
     path: Path, data: LipCancerData, risk: np.ndarray, elbo: list[float] | None, method: str = "SVI"
 ) -> None:
-    """Map of the posterior mean relative risks (and the ELBO trace of an SVI fit), as one PNG."""
+    """Map of the posterior mean relative risks (and the ELBO trace of an SVI fit), as one PNG.
+
+    The map is drawn from the districts' GeoDataFrame (``data.to_geodataframe()``) when GeoPandas is installed, and
+    from the polygons (``data.district_polygons()``, read with pyshp) otherwise: the same picture either way."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.collections import PolyCollection
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
 
-    polygons = data.district_polygons()
-    rings, values = [], []
-    for district, parts in enumerate(polygons):
-        rings += [ring / 1000.0 for ring in parts]  # km
-        values += [risk[district]] * len(parts)
     if elbo is None:
         figure, ax_map = plt.subplots(1, 1, figsize=(6.6, 6.5))
     else:
         figure, (ax_map, ax_elbo) = plt.subplots(1, 2, figsize=(12, 6.5), gridspec_kw={"width_ratios": [1.1, 1]})
     bound = float(max(risk.max(), 1 / risk.min()))
-    collection = PolyCollection(rings, array=np.asarray(values), cmap="RdBu_r", norm=LogNorm(1 / bound, bound),
-                                edgecolors="0.3", linewidths=0.3)  # fmt: skip
-    ax_map.add_collection(collection)
+    colours = ScalarMappable(norm=LogNorm(1 / bound, bound), cmap="RdBu_r")
+    frame = _district_frame(data)
+    if frame is None:
+        _draw_polygons(ax_map, data, risk, colours)
+    else:
+        frame = frame.set_geometry(frame.geometry.scale(1e-3, 1e-3, origin=(0, 0)))  # km
+        frame.assign(relative_risk=risk).plot(column="relative_risk", ax=ax_map, cmap=colours.cmap,
+                                              norm=colours.norm, edgecolor="0.3", linewidth=0.3)  # fmt: skip
     ax_map.autoscale_view()
     ax_map.set_aspect("equal")
-    ax_map.set_xlabel("km east")
-    ax_map.set_ylabel("km north")
+    size = matplotlib.rcParams["axes.labelsize"]  # GeoPandas labels its axes in "small": the default again
+    ax_map.set_xlabel("km east", fontsize=size)
+    ax_map.set_ylabel("km north", fontsize=size)
     ax_map.set_title(f"Lip cancer 1975–80: posterior mean relative risk (BYM2, {method})")
-    colorbar = figure.colorbar(collection, ax=ax_map, label="relative risk (log scale)", shrink=0.8)
+    colorbar = figure.colorbar(colours, ax=ax_map, label="relative risk (log scale)", shrink=0.8)
     ticks = [t for t in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0) if 1 / bound <= t <= bound]
     colorbar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
     colorbar.ax.minorticks_off()
@@ -381,6 +434,33 @@ def save_figure(
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _district_frame(data: LipCancerData) -> object | None:
+    """The districts' GeoDataFrame in district order, or None where GeoPandas (or the data's
+    ``to_geodataframe``) is missing."""
+    to_geodataframe = getattr(data, "to_geodataframe", None)
+    if to_geodataframe is None:
+        return None
+    try:
+        frame = to_geodataframe()
+    except ImportError:  # GeoPandas is optional: the polygons draw the same map
+        return None
+    if list(frame["name"]) != data.district_names():
+        raise RuntimeError("the districts' GeoDataFrame is not in district order: package data damaged")
+    return frame
+
+
+def _draw_polygons(ax: object, data: LipCancerData, risk: np.ndarray, colours: object) -> None:
+    """The map without GeoPandas: every ring of every district's polygon, filled by its relative risk."""
+    from matplotlib.collections import PolyCollection
+
+    rings, values = [], []
+    for district, parts in enumerate(data.district_polygons()):
+        rings += [ring / 1000.0 for ring in parts]  # km
+        values += [risk[district]] * len(parts)
+    ax.add_collection(PolyCollection(rings, array=np.asarray(values), cmap=colours.cmap, norm=colours.norm,
+                                     edgecolors="0.3", linewidths=0.3))  # fmt: skip
 
 
 def _int_in(minimum: int, below: int | None = None, below_text: str | None = None) -> Callable[[str], int]:
@@ -457,9 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--particles", type=positive, default=4, help="ELBO particles per step (default 4)")
     parser.add_argument("--samples", type=positive, default=2000, help="posterior draws for the summary (default 2000)")
     parser.add_argument("--nuts", action="store_true", help="also run NUTS on the same model and compare")
-    parser.add_argument("--nuts-samples", type=_int_in(2), default=1000,
-                        help="NUTS draws, at least 2 (default 1000)")  # fmt: skip
-    parser.add_argument("--nuts-warmup", type=_int_in(0), default=500, help="NUTS warm-up steps (default 500)")
+    parser.add_argument("--nuts-samples", type=_int_in(2), default=500,
+                        help="NUTS draws per chain, at least 2 (default 500)")  # fmt: skip
+    parser.add_argument("--nuts-warmup", type=_int_in(0), default=500,
+                        help="NUTS warm-up steps per chain (default 500)")  # fmt: skip
+    parser.add_argument("--nuts-chains", type=_int_in(2), default=2,
+                        help="NUTS chains, run one after the other; at least 2, for R-hat (default 2)")  # fmt: skip
     parser.add_argument(
         "--islands", action="store_true", help="use the graph whose three island districts have no neighbours"
     )
@@ -474,8 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> dict[str, Summary]:
-    """Run the demo with the command-line arguments ``argv`` (default ``sys.argv[1:]``); returns the summaries.
+def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Run the demo with the command-line arguments ``argv`` (default ``sys.argv[1:]``); returns the ArviZ summary
+    table of each method (:func:`summarise`), keyed by method.
 
     Bad arguments exit with status 2 and a message before any work (see :func:`build_parser`); a fit that diverges
     exits with status 1 and a message instead of reporting a posterior.
@@ -493,7 +577,7 @@ def main(argv: list[str] | None = None) -> dict[str, Summary]:
     print(f"Scottish lip cancer: {data.num_districts} districts, {int(data.observed.sum())} cases, "
           f"{data.pairs.shape[0]} neighbour pairs{' (islands unlinked)' if args.islands else ''}")  # fmt: skip
     model = bym2_model(data)
-    draws: dict[str, dict[str, torch.Tensor]] = {}
+    posteriors: dict[str, az.InferenceData] = {}
     elbo = None
     if args.method == "laplace":
         start = time.perf_counter()
@@ -503,7 +587,7 @@ def main(argv: list[str] | None = None) -> dict[str, Summary]:
         print(f"Laplace (INLA-style): fit in {seconds:.2f} s; mode of p(σ, ρ | y) at σ = {float(sigma):.3f}, "
               f"ρ = {float(rho):.3f}; {result.weights.numel()} grid points, {result.evaluations} Laplace "
               f"approximations of the {result.latent_means.shape[1]}-dimensional latent field")  # fmt: skip
-        draws["Laplace"] = laplace_samples(result, args.samples, seed=args.seed)
+        posteriors["Laplace"] = to_inference_data(laplace_samples(result, args.samples, seed=args.seed), data)
     elif args.method == "svi":
         start = time.perf_counter()
         try:
@@ -515,27 +599,32 @@ def main(argv: list[str] | None = None) -> dict[str, Summary]:
         print(f"SVI: {args.steps} steps in {svi_seconds:.1f} s; final ELBO (mean of last 100 steps) "
               f"{np.mean(elbo[-100:]):.2f}; guide: {guide.latent_dim} latent coordinates, "
               f"{guide.factor_values.numel()} stored off-diagonal precision-factor entries")  # fmt: skip
-        draws["SVI"] = svi_samples(model, guide, args.samples)
+        posteriors["SVI"] = to_inference_data(svi_samples(model, guide, args.samples), data)
     if args.method == "nuts" or args.nuts:
         start = time.perf_counter()
-        draws["NUTS"] = run_nuts(model, data, args.nuts_samples, args.nuts_warmup, progress=not args.quiet)
-        print(f"NUTS: {args.nuts_warmup} warm-up + {args.nuts_samples} draws in {time.perf_counter() - start:.1f} s")
-    method = next(iter(draws))
-    risk = draws[method]["relative_risk"].mean(0)
-    order = torch.argsort(risk, descending=True).tolist()
+        posteriors["NUTS"] = run_nuts(model, data, args.nuts_samples, args.nuts_warmup, args.nuts_chains,
+                                      progress=not args.quiet)  # fmt: skip
+        divergent = int(posteriors["NUTS"].sample_stats["diverging"].sum())
+        print(f"NUTS: {args.nuts_chains} chains of {args.nuts_warmup} warm-up + {args.nuts_samples} draws in "
+              f"{time.perf_counter() - start:.1f} s; {divergent} divergent transitions")  # fmt: skip
+    method = next(iter(posteriors))
+    risk = posteriors[method].posterior["relative_risk"].mean(("chain", "draw")).values
+    order = np.argsort(-risk, kind="stable").tolist()
     districts = order[:3] + order[len(order) // 2 : len(order) // 2 + 1] + order[-2:]
-    summaries = {name: summarise(samples, data, districts) for name, samples in draws.items()}
+    summaries = {
+        name: summarise(idata, data, districts, diagnostics=name == "NUTS") for name, idata in posteriors.items()
+    }
     print("\nPosterior summary (relative risk RR: 1 = as expected; highest, median and lowest districts)")
-    print(format_table(summaries))
-    if method != "NUTS" and "NUTS" in draws:
-        nuts = draws["NUTS"]
-        gap = (draws[method]["relative_risk"].mean(0) - nuts["relative_risk"].mean(0)).abs()
-        spread = nuts["relative_risk"].std(0)
+    print("\n\n".join(format_summary(name, table) for name, table in summaries.items()))
+    if method != "NUTS" and "NUTS" in posteriors:
+        nuts = posteriors["NUTS"].posterior["relative_risk"]
+        gap = np.abs(risk - nuts.mean(("chain", "draw")).values)
+        spread = nuts.std(("chain", "draw"), ddof=1).values
         print(f"\n{method} vs NUTS, all {data.num_districts} relative risks: largest |mean difference| "
               f"{float(gap.max()):.3f} ({float((gap / spread).max()):.2f} NUTS posterior s.d.)")  # fmt: skip
     if not args.no_plot:
         try:
-            save_figure(args.output, data, risk.numpy(), elbo, method=method)
+            save_figure(args.output, data, risk, elbo, method=method)
         except ImportError as error:
             print(f"\nNo PNG written: {error}. Install matplotlib (pip install -e '.[examples]') for the figure.")
         except OSError as error:  # checked before the fit; the file system may still change during it
