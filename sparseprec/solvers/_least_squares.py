@@ -64,6 +64,7 @@ from ..errors import ConvergenceError, ConvergenceWarning
 from ..pattern import pattern_of
 from ._base import CUDA_CHECK_EVERY, check_maxiter, column_scale
 from ._blocks import BlockPasses
+from ._operator import values_version
 
 __all__ = [
     "LeastSquaresSolver",
@@ -177,16 +178,6 @@ class LeastSquaresSolution:
 _TRANSPOSED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
-def _version(A: torch.Tensor) -> tuple[int, ...]:
-    """Version counters of a sparse ``A``'s index and value tensors (they move with every in-place change)."""
-    with torch.no_grad():  # (values() of a CSR tensor that requires grad would record a backward node)
-        if A.layout == torch.sparse_csr:
-            parts = (A.crow_indices(), A.col_indices(), A.values())
-        else:
-            parts = (A._indices(), A._values())
-        return tuple(t._version for t in parts)
-
-
 class LeastSquaresOperator:
     """A rectangular ``A`` (``m × n``): products ``A X`` and ``Aᵀ U`` of ``(·, k)`` blocks written into given blocks.
 
@@ -223,7 +214,7 @@ class LeastSquaresOperator:
             # Gathering Aᵀ's values costs about as much as a few iterations (a random-order gather of nnz values):
             # kept with A (weakly) until its values change, for the next solve with the same A -- e.g. the adjoint
             # solve of sparse_generic_lstsq's backward, or a loop of solves.
-            version = _version(self.A)
+            version = values_version(self.A)
             cached = _TRANSPOSED.get(self.A)
             if cached is not None and cached[0] == version:
                 self._At = cached[1]

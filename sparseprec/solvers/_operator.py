@@ -19,7 +19,19 @@ from .._validation import check_dense, check_sparse_matrix, describe
 from ..ops import sparse_mm
 from ..pattern import Assembly, pattern_of
 
-__all__ = ["Operator", "as_operator"]
+__all__ = ["Operator", "as_operator", "values_version"]
+
+
+def values_version(A: torch.Tensor) -> tuple[int, ...]:
+    """Version counters of a tensor ``A``'s index and value data (they move with every in-place change)."""
+    if A.layout == torch.strided:
+        return (A._version,)
+    with torch.no_grad():  # (values() of a CSR tensor that requires grad would record a backward node)
+        if A.layout == torch.sparse_csr:
+            parts = (A.crow_indices(), A.col_indices(), A.values())
+        else:
+            parts = (A._indices(), A._values())
+        return tuple(t._version for t in parts)
 
 
 class Operator:
@@ -92,14 +104,7 @@ class Operator:
     # ---- structure -------------------------------------------------------------------------------------------------
     def values_version(self) -> tuple[int, ...]:
         """Version counters of a tensor ``A``'s index and value data (they move with every in-place change)."""
-        A = self.A
-        if self.kind == "dense":
-            return (A._version,)
-        if A.layout == torch.sparse_csr:
-            parts = (A.crow_indices(), A.col_indices(), A.values())
-        else:
-            parts = (A._indices(), A._values())
-        return tuple(t._version for t in parts)
+        return values_version(self.A)
 
     def _structurally_symmetric(self, crow_t: torch.Tensor, col_t: torch.Tensor) -> bool:
         # pattern-only: checked once per pattern

@@ -63,9 +63,14 @@ class _LeastSquaresSolves:
     autograd. ``first`` is a solution already computed for the block ``given`` (handed out once, not solved again)."""
 
     damp: float = 0.0
+    vector: bool = False  # the right-hand side was 1-D: solvers see 1-D blocks
 
     def __init__(self, given: torch.Tensor | None = None, first: torch.Tensor | None = None):
         self.given, self.first = given, first
+
+    def _shaped(self, B: torch.Tensor) -> torch.Tensor:
+        """A one-column block as the user's 1-D right-hand side when ``vector``."""
+        return B.reshape(-1) if self.vector and B.shape[1] == 1 else B
 
     def solve(self, B: torch.Tensor) -> torch.Tensor:
         if self.first is not None and B is self.given:
@@ -91,9 +96,6 @@ class _SolverSolves(_LeastSquaresSolves):
         self.solver, self.A, self.vector = solver, A, vector
         self.damp = float(getattr(solver, "damp", 0.0))
 
-    def _shaped(self, B: torch.Tensor) -> torch.Tensor:
-        return B.reshape(-1) if self.vector and B.shape[1] == 1 else B
-
     def _solve(self, B: torch.Tensor) -> torch.Tensor:
         X = self.solver.solve(self.A, self._shaped(B)).value
         return X.reshape(-1, B.shape[1])
@@ -113,9 +115,6 @@ class _UserSolves(_LeastSquaresSolves):
         self.A, self.pattern, self.lstsq, self.transpose_lstsq = A, pattern, lstsq, transpose_lstsq
         self.kwargs, self.vector = kwargs, vector
         self._At: torch.Tensor | None = None
-
-    def _shaped(self, B: torch.Tensor) -> torch.Tensor:
-        return B.reshape(-1) if self.vector and B.shape[1] == 1 else B
 
     def _call(self, fn: Callable, A: torch.Tensor, B: torch.Tensor, rows: int, who: str) -> torch.Tensor:
         rhs = self._shaped(B)
