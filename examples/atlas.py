@@ -1,11 +1,14 @@
-"""An atlas of many outcomes on one graph: BYM2 Laplace fits on a Dask LocalCluster, gathered into one table.
+"""Atlas: many BYM2 fits on a Dask cluster
+=======================================
+
+An atlas of many outcomes on one graph: BYM2 Laplace fits on a Dask LocalCluster, gathered into one table.
 
 Simulates ``--outcomes`` data sets (default 2,000; ``--quick``: 50) on the 56 districts of the Scottish lip cancer
 graph, each with its own expected counts, covariate effect and BYM2 area effects (σ, ρ drawn per outcome), fits the
 BYM2 Poisson model to every one with the Laplace method (hyper-parameters by empirical Bayes, or ``--method inla``)
 on a ``LocalCluster`` of ``--workers`` single-threaded worker processes, and gathers the posterior summaries into one
 table. Writes ``atlas.png``: maps of the exceedance probabilities P(RR > 1) of four outcomes. See
-docs/distributed.md.
+docs/distributed.md. Usage::
 
     python examples/atlas.py --quick
 """

@@ -1,4 +1,7 @@
-"""Choosing a solver: sparse Cholesky vs CG / MINRES / BiCGSTAB, measured on the matrices a GMRF user meets.
+"""Choosing a solver
+=================
+
+Choosing a solver: sparse Cholesky vs CG / MINRES / BiCGSTAB, measured on the matrices a GMRF user meets.
 
 Three experiments, all float64 on the CPU, printed as tables and drawn in ``choosing_a_solver.png``:
 

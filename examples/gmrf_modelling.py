@@ -1,4 +1,7 @@
-"""GMRF modelling with exact sparse algebra: RW2 smoothing of a time series, SPDE-Matérn kriging on a grid.
+"""GMRF modelling: RW2 smoothing and SPDE-Matérn kriging
+=====================================================
+
+GMRF modelling with exact sparse algebra: RW2 smoothing of a time series, SPDE-Matérn kriging on a grid.
 
 Both models are latent Gaussian fields with a sparse precision observed through Gaussian noise, so everything is
 exact: the posterior is a GMRF (precision ``Q + Aᵀ W A``), the marginal likelihood has two sparse log-determinants,

@@ -1,4 +1,7 @@
-"""GP regression on an image grid whose noise is spatially correlated: sparse-precision noise vs independent noise.
+"""GP regression with spatially correlated noise
+=============================================
+
+GP regression on an image grid whose noise is spatially correlated: sparse-precision noise vs independent noise.
 
 Data: a smooth field on an s × s pixel grid plus noise drawn from a GMRF, ``ε ~ N(0, Q⁻¹)``,
 ``Q = τ (κ² I + Laplacian)`` (τ = 4, κ² = 0.2: blotchy noise a few pixels wide, the kind a camera or a satellite

@@ -1,4 +1,7 @@
-"""Variational GP with a sparse-precision q(u): nearest-neighbour Cholesky factor vs mean field vs full Cholesky.
+"""Variational GP with a sparse-precision q(u)
+===========================================
+
+Variational GP with a sparse-precision q(u): nearest-neighbour Cholesky factor vs mean field vs full Cholesky.
 
 A stochastic variational GP (GPyTorch ``ApproximateGP`` + ``UnwhitenedVariationalStrategy``, Matérn-3/2 kernel, m
 inducing points on a regular grid, Gaussian likelihood) fitted to n noisy observations of a 1-D function with a gap,

@@ -1,4 +1,7 @@
-r"""Laplace approximation and INLA on simulated lattice data: Bernoulli presence/absence and negative binomial counts.
+r"""Laplace approximation and INLA on lattice data
+==============================================
+
+Laplace approximation and INLA on simulated lattice data: Bernoulli presence/absence and negative binomial counts.
 
 A latent field :math:`x` on an :math:`s \times s` lattice has the proper GMRF prior :math:`x \sim N(0, Q^{-1})`,
 :math:`Q = \tau(\kappa^2 I + L)` (``L`` the 5-point lattice Laplacian, :math:`\kappa^2 = 0.25` fixed: correlation 0.4
@@ -25,7 +28,7 @@ binary data with one observation per latent value, where the Laplace approximati
 NUTS's and its latent s.d.s 0.65–0.92 of NUTS's; on the large lattice this shows as 95 % bands that cover less.
 
 Printed: for each model, the lattice fit (hyper-parameters against the truth, error of the posterior mean against the
-true field, coverage of the 95 % bands) and the comparison with NUTS ("Laplace vs NUTS: max |mean difference| ...").
+true field, coverage of the 95 % bands) and the comparison with NUTS (``"Laplace vs NUTS: max |mean difference| ..."``).
 Saved: ``laplace_lattice.png`` (observations, true field, posterior mean and s.d. on the large lattice). Run
 ``python examples/laplace_lattice.py`` (20 × 20 lattice, NUTS on 6 × 6: a few minutes on one core) or ``--quick``
 (8 × 8, NUTS on 4 × 4).

@@ -1,4 +1,7 @@
-"""A sparse precision factor for images, learned by maximum likelihood from correlated samples and checked against the
+"""Learning a sparse precision factor for images
+=============================================
+
+A sparse precision factor for images, learned by maximum likelihood from correlated samples and checked against the
 truth.
 
 The truth: a two-channel 24 × 24 image model ``x ~ N(0, Q⁻¹)``, ``Q = L Lᵀ``, whose lower triangular factor ``L``

@@ -1,9 +1,12 @@
-r"""BYM2 disease mapping of the North Carolina SIDS data (100 counties, 1974–78): INLA, a NUTS check, a map.
+r"""BYM2 disease mapping of the North Carolina SIDS data
+====================================================
+
+BYM2 disease mapping of the North Carolina SIDS data (100 counties, 1974–78): INLA, a NUTS check, a map.
 
 The data come from libpysal's built-in example ``sids2`` (:func:`sparseprec.datasets.load_nc_sids`, no download):
 sudden infant deaths ``y_i``, expected deaths ``E_i`` = births × the state-wide rate, and ``z_i`` the standardised
 share of non-white births. The model (Riebler et al. 2016), with ``s`` the BYM2 scaling factor of the queen
-contiguity graph and the priors of the lip cancer demo (``sparseprec.examples.lip_cancer``):
+contiguity graph and the priors of the lip cancer demo (``sparseprec.examples.lip_cancer``)::
 
     y_i ~ Poisson(E_i r_i),  log r_i = β₀ + β₁ z_i + σ (√(1 − ρ) θ_i + √(ρ/s) φ_i)
     β₀ ~ N(0, 5²), β₁ ~ N(0, 1), θ ~ N(0, I), φ ~ ICAR (sum to zero), σ ~ N⁺(0, 1), ρ ~ Beta(½, ½)
@@ -14,7 +17,7 @@ independent NUTS fit reported in issue 20 (the script exits with status 1 otherw
 (Pyro's NUTS on a dense potential written out below, independent of the library's sparse code: φ in an orthonormal
 basis of the sum-to-zero subspace) and prints its means, s.d., r̂ and effective sample sizes beside INLA's. Writes
 ``nc_sids.png``: the map of the posterior mean relative risks, drawn from the GeoDataFrame (and, with ``--nuts``, the
-INLA relative risks against NUTS'). See docs/spatial.md.
+INLA relative risks against NUTS'). See docs/spatial.md. Usage::
 
     python examples/nc_sids.py            # INLA and the map
     python examples/nc_sids.py --nuts     # + NUTS, 4 chains × 500 draws after 300 warm-up steps (~13 min)

@@ -1,8 +1,11 @@
-"""Fit a sparse precision factor by maximum likelihood with sparseprec's ops.
+"""Fitting a sparse precision factor with the ops
+==============================================
+
+Fit a sparse precision factor by maximum likelihood with sparseprec's ops.
 
 Model: an AR(1) chain of length n with precision ``Q = U^T U``, where ``U`` is upper bidiagonal with diagonal ``a`` and
 superdiagonal ``b``: the innovations ``(U x)_i = a x_i + b x_{i+1}`` are i.i.d. N(0, 1), so ``x`` is an AR(1) chain
-(read from the end) with coefficient ``-b / a``. Its log-density is
+(read from the end) with coefficient ``-b / a``. Its log-density is ::
 
     log p(x) = sum_i log U_ii - 1/2 ||U x||^2 - n/2 log(2 pi).
 
@@ -39,7 +42,7 @@ def factor_values(diag: torch.Tensor, offdiag: torch.Tensor, n: int) -> torch.Te
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--steps", type=int, default=300)

@@ -1,4 +1,7 @@
-"""Pyro SVI on a 4,096-site GMRF: the sparse-precision autoguide against Pyro's guides, checked on the exact posterior.
+"""Pyro SVI with a sparse-precision autoguide
+==========================================
+
+Pyro SVI on a 4,096-site GMRF: the sparse-precision autoguide against Pyro's guides, checked on the exact posterior.
 
 Model (Pyro): a latent field on a 64 × 64 grid, ``x ~ GMRF(0, Q)`` with ``Q = 0.1 I + L`` (``L`` the grid Laplacian;
 correlation length ~4 pixels), observed with noise s.d. 0.5 at 40 % of the pixels. The model is conjugate, so the

@@ -29,6 +29,7 @@ EXPECTED = {
     "laplace_lattice.py": ("Laplace vs NUTS: max |mean difference|", "laplace_lattice.png"),
     "learned_image_factor.py": ("free factor", "learned_image_factor.png"),
     "atlas.py": ("outcomes fitted", "atlas.png"),
+    "lip_cancer_demo.py": ("Laplace (mean, sd, 95 % HDI; ArviZ):", "lip_cancer.png"),
     "nc_sids.py": ("fixed effects within 0.2 posterior s.d.", "nc_sids.png"),
 }
 

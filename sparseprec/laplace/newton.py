@@ -9,9 +9,9 @@ Objective (up to constants) and its derivatives, with :math:`\eta = A x + o` and
     g = A^\top f'(\eta) - Q (x - \mu), \qquad -\nabla^2 \psi = H = Q + A^\top W A,\ W = \mathrm{diag}(-f''(\eta)).
 
 Each iteration factorises :math:`H` with the library's sparse Cholesky (the symbolic analysis of its pattern, the
-union of ``Q``'s and ``AᵀA``'s, is done once and reused by every iteration and every later call with other values)
-and steps along :math:`d = \Sigma_C\, g`, where :math:`\Sigma_C = H^{-1} - V S^{-1} V^\top` with :math:`V = H^{-1}
-C^\top`, :math:`S = C V` is the inverse Hessian restricted to the constraints :math:`C x = e` (conditioning by
+union of :math:`Q`'s and :math:`A^\top A`'s, is done once and reused by every iteration and every later call with other
+values) and steps along :math:`d = \Sigma_C\, g`, where :math:`\Sigma_C = H^{-1} - V S^{-1} V^\top` with :math:`V =
+H^{-1} C^\top`, :math:`S = C V` is the inverse Hessian restricted to the constraints :math:`C x = e` (conditioning by
 kriging; without constraints :math:`\Sigma_C = H^{-1}`): the Newton step of the equality-constrained problem, which
 keeps an iterate that satisfies the constraints on them. The step length halves until the Armijo condition
 :math:`\psi(x + \alpha d) \ge \psi(x) + 10^{-4} \alpha\, g^\top d` holds.
@@ -51,19 +51,20 @@ __all__ = ["Newton", "ModeResult", "Kriging", "find_mode", "hessian", "restricte
 
 @dataclass(frozen=True)
 class Newton:
-    """Settings of the inner Newton iteration.
+    r"""Settings of the inner Newton iteration.
 
     Parameters
     ----------
     max_iterations : int
         At most this many Newton steps (default 100).
     tolerance : float, optional
-        Stop when half the squared Newton decrement is at most ``tolerance · max(1, |ψ|)``; default ``1e-9`` in
-        float64 and ``1e-6`` in float32. The step that passes the test is still taken in full: Newton's quadratic
-        convergence leaves the mode's error at about the square of the tested one (on lip cancer, 1e-9 instead of
-        1e-12 changed the INLA posterior means by < 1e-10 and saved one of four iterations per grid point).
+        Stop when half the squared Newton decrement is at most :math:`\mathrm{tolerance} \cdot \max(1,
+        \lvert\psi\rvert)`; default ``1e-9`` in float64 and ``1e-6`` in float32. The step that passes the test is still
+        taken in full: Newton's quadratic convergence leaves the mode's error at about the square of the tested one (on
+        lip cancer, 1e-9 instead of 1e-12 changed the INLA posterior means by < 1e-10 and saved one of four iterations
+        per grid point).
     cholesky : SparseCholesky
-        How ``H = Q + AᵀWA`` is factorised (default ``SparseCholesky()``: CHOLMOD where installed).
+        How :math:`H = Q + A^\top W A` is factorised (default ``SparseCholesky()``: CHOLMOD where installed).
     max_halvings : int
         Line-search step halvings before giving up (default 40).
     threads : int, optional
@@ -123,7 +124,7 @@ class Newton:
 
 @dataclass
 class ModeResult:
-    """What :func:`find_mode` returns (all detached).
+    r"""What ``find_mode`` returns (all detached).
 
     Attributes
     ----------
@@ -135,13 +136,14 @@ class ModeResult:
     decrement : float
         Half the squared Newton decrement of the last step (the predicted gain it had).
     gradient_norm : float
-        ``‖Σ_C^{1/2} g‖``-free check: the Euclidean norm of the gradient at ``x`` projected onto the constraints.
+        :math:`\lVert \Sigma_C^{1/2} g \rVert`-free check: the Euclidean norm of the gradient at ``x`` projected onto
+        the constraints.
     objective : float
-        ``ψ(x)`` (without the constant terms).
+        :math:`\psi(x)` (without the constant terms).
     hessian : str
-        ``"observed"`` (``W = −f''`` in every step) or ``"expected information"`` (some step used the likelihood's
-        expected information, or a clamped ``−f''``, because ``Q + AᵀWA`` with the observed ``W`` of a likelihood that
-        is not log-concave was not positive definite there).
+        ``"observed"`` (:math:`W = -f''` in every step) or ``"expected information"`` (some step used the likelihood's
+        expected information, or a clamped :math:`-f''`, because :math:`Q + A^\top W A` with the observed :math:`W` of a
+        likelihood that is not log-concave was not positive definite there).
     information_steps : int
         How many steps used the expected information.
     """
@@ -183,8 +185,9 @@ def hessian(model, Q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 class Kriging(NamedTuple):
-    r"""The constraint terms of one factor of ``H``: ``C`` ``(k, n)``, ``V = H⁻¹Cᵀ`` ``(n, k)``, ``S = C V`` ``(k, k)``
-    (symmetrised) and ``W = V S⁻¹`` ``(n, k)``, so that :math:`\Sigma_C B = H^{-1}B - W C H^{-1} B`."""
+    r"""The constraint terms of one factor of :math:`H`: :math:`C` ``(k, n)``, :math:`V = H^{-1} C^\top` ``(n, k)``,
+    :math:`S = C V` ``(k, k)`` (symmetrised) and :math:`W = V S^{-1}` ``(n, k)``, so that :math:`\Sigma_C B = H^{-1}B -
+    W C H^{-1} B`."""
 
     C: torch.Tensor
     V: torch.Tensor

@@ -388,7 +388,7 @@ def contiguity(gdf: object, kind: str = "queen", ids: Sequence[object] | None = 
 
 
 def adjacency_from_scipy(matrix: sp.spmatrix) -> torch.Tensor:
-    """The torch CSR adjacency of a SciPy sparse 0/1 symmetric matrix (validated as in :func:`as_scipy_adjacency`).
+    """The torch CSR adjacency of a SciPy sparse 0/1 symmetric matrix (validated as in ``as_scipy_adjacency``).
 
     Examples
     --------

@@ -42,7 +42,7 @@ def constrained_icar_variances(adjacency: object) -> torch.Tensor:
     r"""Marginal variances of the ICAR :math:`Q = D - W` under a sum-to-zero constraint per connected component.
 
     Exact (no jitter): per component, one sparse Cholesky factorisation of the grounded Laplacian, its selected
-    inverse and one solve (see :func:`_component_variances`). An isolated node is its own component: constrained to
+    inverse and one solve (see ``_component_variances``). An isolated node is its own component: constrained to
     sum to zero, it is exactly 0, so its variance is ``0`` (as :attr:`sparseprec.distributions.ICAR.variance` gives).
     Equivalently, the diagonal of the pseudo-inverse :math:`Q^+` (the covariance under the constraints).
 
