@@ -182,8 +182,9 @@ def cholesky(
         Fill-reducing ordering: CHOLMOD ``"amd"`` (default), ``"metis"``, ``"nesdis"``, ``"natural"``, ``"best"``;
         SciPy ``"mmd"`` (minimum degree, default), ``"rcm"``, ``"natural"``.
     triangle : {"full", "lower", "upper"}
-        What ``Q`` stores: both triangles (default; checked for symmetry, values to ``1000 ε max|Q|``), or only its
-        lower or upper triangle (each stored off-diagonal value then stands for both ``Q_ij`` and ``Q_ji``).
+        What ``Q`` stores: both triangles (default; checked for symmetry, values to :math:`1000\, \varepsilon \max\lvert
+        Q \rvert`), or only its lower or upper triangle (each stored off-diagonal value then stands for both ``Q_ij``
+        and ``Q_ji``).
 
     Returns
     -------

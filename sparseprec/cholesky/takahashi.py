@@ -1,18 +1,22 @@
-"""Selected inverse: the entries of ``Q⁻¹`` on the pattern of ``L + Lᵀ``, by the supernodal Takahashi recursions.
+r"""Selected inverse: :math:`Q^{-1}` on the pattern of :math:`L + L^\top`, by the supernodal Takahashi recursions.
 
-With ``A = Q[perm][:, perm] = L Lᵀ`` and ``Z = A⁻¹``, ``Z = L⁻ᵀ L⁻¹`` satisfies ``Z L = L⁻ᵀ``, an upper-triangular
-matrix with diagonal ``1 / L_jj``. Reading it below and on the diagonal of column block ``J`` (a supernode: columns
-``J`` sharing the row structure ``S`` below them) gives the recursions of Takahashi, Fagan & Chen (1973), in block
-form (as in Erisman & Tinney 1975; Rue & Martino 2007 for GMRFs):
+With :math:`A = Q_{\pi\pi} = L L^\top` (``Q[perm][:, perm]``) and :math:`Z = A^{-1}`, :math:`Z = L^{-\top} L^{-1}`
+satisfies :math:`Z L = L^{-\top}`, an upper-triangular matrix with diagonal :math:`1 / L_{jj}`. Reading it below and on
+the diagonal of column block :math:`J` (a supernode: columns :math:`J` sharing the row structure :math:`S` below them)
+gives the recursions of Takahashi, Fagan & Chen (1973), in block form (as in Erisman & Tinney 1975; Rue & Martino 2007
+for GMRFs):
 
-    Ŀ = L_SJ L_JJ⁻¹,     Z_SJ = −Z_SS Ŀ,     Z_JJ = L_JJ⁻ᵀ L_JJ⁻¹ − Ŀᵀ Z_SJ.
+.. math::
 
-``Z_SS`` only involves columns after ``J`` (ancestors in the elimination tree), and every pair of rows of ``S`` is in
-the filled pattern, so sweeping the supernodes from last to first computes ``Z`` exactly on the pattern of ``L``, at
-the cost of a numeric factorisation. Blocks are dense row-major arrays in one flat buffer. The sweep runs compiled
-(:mod:`sparseprec.cholesky._takahashi_kernel`, Numba calling BLAS/LAPACK in place, no Python step per supernode);
-where Numba cannot be imported, the same recursions run as a NumPy loop with one Python step per supernode (about
-2–3× slower; measured in ``docs/benchmarks.md``).
+    \hat L = L_{SJ} L_{JJ}^{-1}, \qquad Z_{SJ} = -Z_{SS} \hat L, \qquad
+    Z_{JJ} = L_{JJ}^{-\top} L_{JJ}^{-1} - \hat L^\top Z_{SJ}.
+
+:math:`Z_{SS}` only involves columns after :math:`J` (ancestors in the elimination tree), and every pair of rows of
+``S`` is in the filled pattern, so sweeping the supernodes from last to first computes ``Z`` exactly on the pattern of
+``L``, at the cost of a numeric factorisation. Blocks are dense row-major arrays in one flat buffer. The sweep runs
+compiled (:mod:`sparseprec.cholesky._takahashi_kernel`, Numba calling BLAS/LAPACK in place, no Python step per
+supernode); where Numba cannot be imported, the same recursions run as a NumPy loop with one Python step per supernode
+(about 2–3× slower; measured in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

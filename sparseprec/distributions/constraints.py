@@ -82,7 +82,8 @@ class SparseLowerCholesky(constraints.Constraint):
 
 
 class SparseStrictlyLower(constraints.Constraint):
-    """Sparse matrix storing only finite entries strictly below the diagonal (the unit diagonal of an LDLᵀ factor)."""
+    r"""Sparse matrix storing only finite entries strictly below the diagonal (the unit diagonal of an :math:`LDL^\top`
+    factor)."""
 
     event_dim = 2
 
@@ -100,8 +101,8 @@ class SparseStrictlyLower(constraints.Constraint):
 
 
 class SparseSymmetricPositiveDiagonal(constraints.Constraint):
-    """Unbatched sparse ``(n, n)`` matrix, symmetric in pattern and values (to ``1000 ε max|Q|``, as
-    :func:`sparseprec.cholesky.cholesky` requires), finite, with every diagonal entry stored and positive.
+    r"""Unbatched sparse ``(n, n)`` matrix, symmetric in pattern and values (to :math:`1000\, \varepsilon \max\lvert Q
+    \rvert`, as :func:`sparseprec.cholesky.cholesky` requires), finite, with every diagonal entry stored and positive.
 
     These are necessary conditions for positive definiteness; the Cholesky factorisation decides the rest.
     """

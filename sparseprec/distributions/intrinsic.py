@@ -87,9 +87,9 @@ class IntrinsicGMRF(SparsePrecisionGaussian):
         ``(*pbatch, n, n)`` of them on one shared pattern and with one null space (e.g. ``rw1(n, tau=tau)`` with
         ``tau`` of shape ``(4,)``): the constraint is shared by the batch, each element is factorised once.
     constraint_matrix : torch.Tensor, optional
-        Dense ``(k, n)`` with rank ``k`` whose rows span the null space of ``precision`` (checked: ``Q Cᵀ ≈ 0``).
-        Default: a sum-to-zero row per connected component of the precision's graph (right for ICAR, RW1, graph
-        Laplacians; RW2 needs ``[1; t]``).
+        Dense ``(k, n)`` with rank ``k`` whose rows span the null space of ``precision`` (checked: :math:`Q C^\top
+        \approx 0`). Default: a sum-to-zero row per connected component of the precision's graph (right for ICAR, RW1,
+        graph Laplacians; RW2 needs ``[1; t]``).
     constraint_value : torch.Tensor, optional
         ``e`` in ``C x = e``, ``(..., k)``, finite, ``loc``'s dtype and device; default ``C loc`` (the constraint holds
         for the deviations ``x − loc``). Checked always (not only with ``validate_args``), as ``constraint_matrix``.

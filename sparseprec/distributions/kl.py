@@ -9,16 +9,18 @@ For Gaussians :math:`p = N(\mu_p, \Sigma_p)` and :math:`q = N(\mu_q, \Sigma_q)` 
 
 The log-determinants and the Mahalanobis term are always cheap here; the trace decides what is affordable:
 
-* ``Independent(Normal, 1)`` ‖ SparseMVN (precision form): :math:`\sum_i Q_{ii} \sigma_i^2` with
-  :math:`Q_{ii} = \sum_k \tilde L_{ik}^2 d_k`, O(nnz) — the mean-field guide against a GMRF prior.
-* ``Independent(Normal, 1)`` ‖ ``GMRF``: the same with :math:`Q_{ii}` read from the stored diagonal of ``Q``, O(nnz)
-  plus the GMRF's log-determinant.
-* SparseMVN (scale form) ‖ SparseMVN (precision form), factors equally batched:
+* ``Independent(Normal, 1)`` :math:`\Vert` SparseMVN (precision form): :math:`\sum_i Q_{ii} \sigma_i^2` with
+  :math:`Q_{ii} = \sum_k \tilde L_{ik}^2 d_k`, :math:`O(\mathrm{nnz})` — the mean-field guide against a GMRF prior.
+* ``Independent(Normal, 1)`` :math:`\Vert` ``GMRF``: the same with :math:`Q_{ii}` read from the stored diagonal of
+  ``Q``, :math:`O(\mathrm{nnz})` plus the GMRF's log-determinant.
+* SparseMVN (scale form) :math:`\Vert` SparseMVN (precision form), factors equally batched:
   :math:`\sum_{ij} (Q_q)_{ij} (\Sigma_p)_{ij}` over the common pattern of the two sparse products
-  :math:`\tilde L D \tilde L^\top`, O(Σ_k c_k²) for the factors' column counts :math:`c_k`.
-* torch ``MultivariateNormal`` ‖ SparseMVN (either form): :math:`\lVert D^{1/2} \tilde L^\top S_p \rVert_F^2`
-  (precision form) or :math:`\lVert D^{-1/2} \tilde L^{-1} S_p \rVert_F^2` (scale form) with ``p``'s dense
-  ``scale_tril`` :math:`S_p`: O(n nnz), for the small ``n`` a dense ``p`` implies.
+  :math:`\tilde L D \tilde L^\top`, :math:`O(\sum_k c_k^2)` for the factors' column counts
+  :math:`c_k`.
+* torch ``MultivariateNormal`` :math:`\Vert` SparseMVN (either form):
+  :math:`\lVert D^{1/2} \tilde L^\top S_p \rVert_F^2` (precision form) or
+  :math:`\lVert D^{-1/2} \tilde L^{-1} S_p \rVert_F^2` (scale form) with ``p``'s dense ``scale_tril`` :math:`S_p`:
+  :math:`O(n \cdot \mathrm{nnz})`, for the small ``n`` a dense ``p`` implies.
 
 Every other pair raises ``NotImplementedError`` saying why: e.g. ``Independent(Normal)`` against a scale form needs
 :math:`\mathrm{diag}(\Sigma_q^{-1})`, and a precision form ``p`` needs :math:`\Sigma_p = Q_p^{-1}` beyond any sparse
@@ -67,7 +69,7 @@ def _kl_diagonal_normal(p: Independent, diagonal_q: torch.Tensor, mahalanobis, h
 
 @register_kl(SparseMultivariateNormal, SparseMultivariateNormal)
 def kl_sparse_sparse(p: SparseMultivariateNormal, q: SparseMultivariateNormal) -> torch.Tensor:
-    """``KL(p ‖ q)`` for a scale-form ``p`` and a precision-form ``q`` with equally batched factors (exact).
+    r""":math:`\mathrm{KL}(p \Vert q)` for a scale-form ``p`` and a precision-form ``q``, equally batched (exact).
 
     Raises ``NotImplementedError`` for other form pairs or differently batched factors, ``ValueError`` for different
     event shapes.
@@ -114,7 +116,7 @@ def kl_sparse_sparse(p: SparseMultivariateNormal, q: SparseMultivariateNormal) -
 
 @register_kl(Independent, SparseMultivariateNormal)
 def kl_independent_normal_sparse(p: Independent, q: SparseMultivariateNormal) -> torch.Tensor:
-    """``KL(p ‖ q)`` for a diagonal normal ``p = Independent(Normal(m, s), 1)`` and a precision-form ``q`` (exact).
+    r""":math:`\mathrm{KL}(p \Vert q)` for ``p = Independent(Normal(m, s), 1)`` and a precision-form ``q`` (exact).
 
     Examples
     --------
@@ -139,7 +141,7 @@ def kl_independent_normal_sparse(p: Independent, q: SparseMultivariateNormal) ->
 
 @register_kl(MultivariateNormal, SparseMultivariateNormal)
 def kl_mvn_sparse(p: MultivariateNormal, q: SparseMultivariateNormal) -> torch.Tensor:
-    """``KL(p ‖ q)`` for torch's dense ``MultivariateNormal`` ``p`` (small ``n``) and either form of ``q`` (exact).
+    r""":math:`\mathrm{KL}(p \Vert q)`: ``p`` a dense torch ``MultivariateNormal`` (small ``n``), ``q`` any form.
 
     Examples
     --------
@@ -163,7 +165,7 @@ def kl_mvn_sparse(p: MultivariateNormal, q: SparseMultivariateNormal) -> torch.T
 
 @register_kl(Independent, GMRF)
 def kl_independent_normal_gmrf(p: Independent, q: GMRF) -> torch.Tensor:
-    """``KL(p ‖ q)`` for a diagonal normal ``p = Independent(Normal(m, s), 1)`` and a ``GMRF`` ``q`` (exact).
+    r""":math:`\mathrm{KL}(p \Vert q)` for ``p = Independent(Normal(m, s), 1)`` and a ``GMRF`` ``q`` (exact).
 
     Examples
     --------

@@ -1,4 +1,4 @@
-"""``SparseMultivariateNormal``: a multivariate normal given by a sparse Cholesky or LDLᵀ factor."""
+r"""``SparseMultivariateNormal``: a multivariate normal given by a sparse Cholesky or :math:`LDL^\top` factor."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
     ``precision_tril=L, diagonal=d``          :math:`Q = (I + L) D (I + L)^\top`
     ========================================  ======================================================================
 
-    In the LDLᵀ forms (``diagonal`` given) ``L`` stores only entries strictly below the diagonal; the unit diagonal is
-    implied (write :math:`\tilde L = I + L`; in the Cholesky forms :math:`\tilde L = L`, :math:`D = I`).
+    In the :math:`LDL^\top` forms (``diagonal`` given) ``L`` stores only entries strictly below the diagonal; the unit
+    diagonal is implied (write :math:`\tilde L = I + L`; in the Cholesky forms :math:`\tilde L = L`, :math:`D = I`).
 
     Sampling (reparameterised, :math:`\varepsilon \sim N(0, I)`):
     :math:`x = \mu + \tilde L D^{1/2} \varepsilon` (scale forms, one sparse product) or
@@ -85,7 +85,7 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
         The sparse factor ``L`` (exactly one of them). A batched ``(b, n, n)`` factor supplies the *last* batch
         dimension (it broadcasts with the others like a tensor of batch shape ``(b,)``).
     diagonal : torch.Tensor, optional
-        Positive ``d``, shape ``(..., n)`` (any batch shape): selects the LDLᵀ forms.
+        Positive ``d``, shape ``(..., n)`` (any batch shape): selects the :math:`LDL^\top` forms.
     validate_args : bool, optional
         As in :class:`torch.distributions.Distribution`: check the constraints (positive stored diagonal of ``L``,
         positive ``d``, finite values) and the ``value`` passed to :meth:`log_prob`. The triangular pattern is always
@@ -97,8 +97,8 @@ class SparseMultivariateNormal(SparseDeepCopy, Distribution):
         A factor that is not sparse COO/CSR, tensors of different dtypes, a non-floating dtype.
     ValueError
         None or both of ``scale_tril``/``precision_tril``; entries above the diagonal; a missing diagonal entry
-        (Cholesky forms) or a stored diagonal entry (LDLᵀ forms); mismatched ``n``; shapes that do not broadcast;
-        devices that differ; and, with validation, constraint violations.
+        (Cholesky forms) or a stored diagonal entry (:math:`LDL^\top` forms); mismatched ``n``; shapes that do not
+        broadcast; devices that differ; and, with validation, constraint violations.
 
     Notes
     -----

@@ -51,7 +51,7 @@ def constraint_gap(C: torch.Tensor, e: torch.Tensor, x: torch.Tensor) -> tuple[t
 
 
 class AffineSubspace(constraints.Constraint):
-    """Vectors ``x`` (last dimension ``n``) with ``C x = e`` (``C``: dense ``(k, n)``, full row rank).
+    r"""Vectors ``x`` (last dimension ``n``) with ``C x = e`` (``C``: dense ``(k, n)``, full row rank).
 
     Parameters
     ----------
@@ -62,7 +62,8 @@ class AffineSubspace(constraints.Constraint):
     pinned : torch.Tensor
         The ``k`` indices ``S`` (ascending) with ``C[:, S]`` invertible, used by the bijection.
     rtol : float
-        ``check`` accepts ``|C x − e| <= rtol · (1 + max|x| · max_i Σ_j |C_ij|)``.
+        ``check`` accepts :math:`\lvert C x - e \rvert \le \mathrm{rtol} \cdot (1 + \max\lvert x \rvert \cdot \max_i
+        \sum_j \lvert C_{ij} \rvert)`.
 
     Examples
     --------

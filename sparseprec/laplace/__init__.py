@@ -5,8 +5,8 @@ predictor; independent observations from a :class:`Likelihood`) gives, at observ
 :class:`LaplaceApproximation`: the posterior mode by damped Newton on the sparse Hessian (constraints by conditioning
 by kriging), the Gaussian approximation as a distribution, and the Laplace marginal likelihood
 :math:`\log\tilde p(y \mid \theta)` with its exact gradient. Hyper-parameters: :func:`fit_hyperparameters` (type-II
-maximum likelihood or MAP by L-BFGS), :func:`inla` (integration over a design in θ), or NUTS/SVI over θ in Pyro
-(:class:`sparseprec.pyro.LaplaceMarginal`).
+maximum likelihood or MAP by L-BFGS), :func:`inla` (integration over a design in :math:`\theta`), or NUTS/SVI over
+:math:`\theta` in Pyro (:class:`sparseprec.pyro.LaplaceMarginal`).
 """
 
 from .approximation import LaplaceApproximation

@@ -77,8 +77,8 @@ class LaplaceApproximation:
     sparseprec.ConvergenceError
         Newton did not converge (the message says what to try; ``.solution`` is the ``ModeResult``).
     sparseprec.NotPositiveDefiniteError
-        ``Q + AᵀWA`` is not positive definite (an unidentified direction, or an observed Hessian of a non-log-concave
-        likelihood that is indefinite at the mode).
+        :math:`Q + A^\top W A` is not positive definite (an unidentified direction, or an observed Hessian of a
+        non-log-concave likelihood that is indefinite at the mode).
 
     Examples
     --------

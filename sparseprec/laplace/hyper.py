@@ -1,9 +1,9 @@
 r"""Hyper-parameters by optimisation: type-II maximum likelihood or MAP of :math:`\log\tilde p(y \mid \theta)`.
 
-The user writes ``build(theta) -> LatentGaussianModel`` for an unconstrained 1-D ``theta`` (e.g. ``(log σ,
-logit ρ)``); :func:`fit_hyperparameters` maximises :math:`\log\tilde p(y \mid \theta) + \log p(\theta)` with SciPy's
-L-BFGS-B on the exact gradient (:meth:`LaplaceApproximation.log_marginal_likelihood`), each inner Newton iteration
-warm-started from the previous mode.
+The user writes ``build(theta) -> LatentGaussianModel`` for an unconstrained 1-D ``theta`` (e.g.
+:math:`(\log\sigma, \operatorname{logit}\rho)`); :func:`fit_hyperparameters` maximises :math:`\log\tilde p(y \mid
+\theta) + \log p(\theta)` with SciPy's L-BFGS-B on the exact gradient
+(:meth:`LaplaceApproximation.log_marginal_likelihood`), each inner Newton iteration warm-started from the previous mode.
 """
 
 from __future__ import annotations
@@ -260,8 +260,9 @@ def posterior_draws(
     newton: Newton | None = None,
 ) -> torch.Tensor:
     r"""One draw of the latent field from the Gaussian approximation :math:`\tilde p(x \mid y, \theta_s)` per
-    hyper-parameter draw :math:`\theta_s` (e.g. from NUTS over θ with :class:`sparseprec.pyro.LaplaceMarginal`):
-    together, draws from :math:`\int \tilde p(x \mid y, \theta)\, p(\theta \mid y)\, d\theta`.
+    hyper-parameter draw :math:`\theta_s` (e.g. from NUTS over :math:`\theta` with
+    :class:`sparseprec.pyro.LaplaceMarginal`): together, draws from :math:`\int \tilde p(x \mid y, \theta)\, p(\theta
+    \mid y)\, d\theta`.
 
     ``theta_draws`` is ``(S, d)``; returns ``(S, n)`` (no gradient). Each fit is warm-started from the previous mode.
 

@@ -1,4 +1,4 @@
-r"""Observation likelihoods for latent Gaussian models: elementwise log-densities and their η-derivatives.
+r"""Observation likelihoods for latent Gaussian models: elementwise log-densities and their :math:`\eta`-derivatives.
 
 A latent Gaussian model observes :math:`y_i` independently given the linear predictor :math:`\eta = A x + o`. The
 Laplace approximation needs, for each observation, :math:`\ell_i(\eta_i) = \log p(y_i \mid \eta_i, \theta)` and its
@@ -148,7 +148,7 @@ class Likelihood:
     Attributes
     ----------
     log_concave : bool
-        True when :math:`\partial^2 \log p / \partial \eta^2 \le 0` for every ``y`` and ``η``: Newton's Hessian
+        True when :math:`\partial^2 \log p / \partial \eta^2 \le 0` for every ``y`` and :math:`\eta`: Newton's Hessian
         :math:`Q + A^\top W A` with :math:`W = -\ell''` is then positive definite.
 
     Examples
@@ -719,7 +719,7 @@ def _grad_or_zeros(output: torch.Tensor, wrt: torch.Tensor, create_graph: bool) 
 
 
 class GenericLikelihood(Likelihood):
-    r"""Any elementwise log-density, with its η-derivatives by automatic differentiation.
+    r"""Any elementwise log-density, with its :math:`\eta`-derivatives by automatic differentiation.
 
     ``log_prob_fn(y, eta)`` must return :math:`\ell_i = \log p(y_i \mid \eta_i)`, shape ``(m,)``, where entry
     :math:`i` depends on :math:`\eta_i` only. Then :math:`\partial_{\eta_i} \sum_j \ell_j = \ell_i'`, so each
@@ -735,7 +735,7 @@ class GenericLikelihood(Likelihood):
     log_prob_fn : callable
         ``(y, eta) -> (m,)`` tensor, elementwise, differentiable in ``eta`` (twice, thrice for ``derivatives``).
     log_concave : bool
-        Whether :math:`\ell'' \le 0` for every ``y`` and ``η`` (default False).
+        Whether :math:`\ell'' \le 0` for every ``y`` and :math:`\eta` (default False).
 
     Raises
     ------

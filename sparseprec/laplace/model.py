@@ -89,7 +89,7 @@ class LatentGaussianModel:
         shape ``()``. Tensors they were built from (precision hyper-parameters, means) carry gradients through
         :meth:`laplace`'s marginal likelihood.
     likelihood : sparseprec.laplace.Likelihood
-        The observation model ``p(y_i | η_i)`` (e.g. :class:`~sparseprec.laplace.Poisson`).
+        The observation model :math:`p(y_i \mid \eta_i)` (e.g. :class:`~sparseprec.laplace.Poisson`).
     obs_matrix : torch.Tensor, optional
         Sparse COO/CSR ``A`` of shape ``(m, n)`` (values may require grad); default the identity (``m = n``).
     offset : torch.Tensor, optional
@@ -193,7 +193,7 @@ class LatentGaussianModel:
         return batched_csr(crow, col, values, self.n)
 
     def loc(self) -> torch.Tensor:
-        """The stacked prior mean ``μ`` ``(n,)`` (each component's ``loc``; differentiable)."""
+        r"""The stacked prior mean :math:`\mu` ``(n,)`` (each component's ``loc``; differentiable)."""
         return torch.cat([c.loc for c in self.components])
 
     def constraints(self) -> tuple[torch.Tensor, torch.Tensor] | None:

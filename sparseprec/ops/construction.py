@@ -56,7 +56,7 @@ def sparse_csr_tensor(
     values: torch.Tensor,
     size: tuple[int, ...] | torch.Size,
 ) -> torch.Tensor:
-    r"""A CSR matrix built from ``values`` whose backward to ``values`` costs O(nnz), never O(n²).
+    r"""A CSR matrix from ``values`` whose backward to ``values`` costs :math:`O(\mathrm{nnz})`, never :math:`O(n^2)`.
 
     Forward: the CSR tensor with the given row pointers, column indices and values (no copy).
     Backward: for an incoming gradient :math:`\bar A` (sparse with the same pattern, as every op of

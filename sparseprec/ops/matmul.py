@@ -46,7 +46,7 @@ def sparse_mm(A: torch.Tensor, B: torch.Tensor, *, transpose: bool = False) -> t
         Dense tensor, shape ``(m, p)`` or ``(m,)`` for an unbatched ``A``, ``(b, m, p)`` for a batched one. Same dtype
         and device as ``A``. (With ``transpose=True`` the roles of ``n`` and ``m`` swap.)
     transpose : bool
-        Multiply by ``Aᵀ`` instead of ``A`` (keyword only).
+        Multiply by :math:`A^\top` instead of :math:`A` (keyword only).
 
     Returns
     -------

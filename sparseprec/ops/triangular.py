@@ -78,7 +78,7 @@ def sparse_triangular_solve(
     unitriangular: bool = False,
     transpose: bool = False,
 ) -> torch.Tensor:
-    r"""Solve ``A X = B`` (or ``Aᵀ X = B``) for a sparse triangular ``A``, with gradients at ``A``'s stored entries.
+    r"""Solve :math:`A X = B` (or :math:`A^\top X = B`) for a sparse triangular ``A``; gradients at its stored entries.
 
     Forward: :math:`X = \mathrm{op}(A)^{-1} B` with :math:`\mathrm{op}(A) = A`, or :math:`A^\top` when
     ``transpose=True``. With ``unitriangular=True`` the diagonal of ``A`` is taken to be 1 and must not be stored.
@@ -109,7 +109,7 @@ def sparse_triangular_solve(
     unitriangular : bool
         The diagonal of ``A`` is an implied 1; ``A`` must then store only strictly triangular entries.
     transpose : bool
-        Solve with ``Aᵀ`` instead of ``A``.
+        Solve with :math:`A^\top` instead of :math:`A`.
 
     Returns
     -------

@@ -217,7 +217,7 @@ class AutoSparseMultivariateNormal(AutoContinuous):
 
     @property
     def conditional_precisions(self) -> torch.Tensor:
-        """``d``: the precision of each latent coordinate given the earlier ones, ``softplus(scale_raw)⁻²``."""
+        r""":math:`d`: the precision of each latent coordinate given the earlier ones, ``softplus(scale_raw) ** -2``."""
         return nn.functional.softplus(self.scale_raw).pow(-2)
 
     # ---- the posterior ----------------------------------------------------------------------------------------------
@@ -229,7 +229,8 @@ class AutoSparseMultivariateNormal(AutoContinuous):
 
     def get_posterior(self, *args, **kwargs) -> ReversedSparseMultivariateNormal:
         r""":math:`N(\mu, Q^{-1})`, :math:`Q = (I + L)^\top D (I + L)`: the reversed-order
-        :class:`sparseprec.pyro.SparseMultivariateNormal` (precision LDLᵀ form) with its coordinates reversed back."""
+        :class:`sparseprec.pyro.SparseMultivariateNormal` (precision :math:`LDL^\top` form) with its coordinates
+        reversed back."""
         loc, M, d = self._reversed()
         return ReversedSparseMultivariateNormal(SparseMultivariateNormal(loc, precision_tril=M, diagonal=d))
 
@@ -237,7 +238,8 @@ class AutoSparseMultivariateNormal(AutoContinuous):
         return dist.Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
 
     def get_transform(self, *args, **kwargs):
-        """``ε ↦ z``: the sparse distribution's own coloring map (``μ + (I + L)⁻ᵀ D^{-1/2} ε`` in reversed order, see
+        r""":math:`\varepsilon \mapsto z`: the sparse distribution's own coloring map
+        (:math:`\mu + (I + L)^{-\top} D^{-1/2} \varepsilon` in reversed order, see
         :meth:`SparseMultivariateNormal.coloring_transform`), then the reversal."""
         posterior = self.get_posterior(*args, **kwargs)
         return ComposeTransform([posterior.base_dist.coloring_transform(), *posterior.transforms])

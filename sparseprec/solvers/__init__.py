@@ -1,4 +1,4 @@
-"""Layer 2: Krylov solvers in pure torch — CG, MINRES, BiCGSTAB — with preconditioners and convergence reports.
+r"""Layer 2: Krylov solvers in pure torch — CG, MINRES, BiCGSTAB — with preconditioners and convergence reports.
 
 A solver is a frozen settings object: ``CG(rtol=1e-6, atol=0.0, maxiter=None, preconditioner=None, throw=True)``.
 ``solver.solve(A, B, x0=None)`` returns a :class:`Solution`; ``solver(A, B)`` returns just the tensor, so a solver is a
@@ -7,7 +7,8 @@ valid ``solve=`` for :func:`sparse_generic_solve` (here, and re-exported as ``sp
 tensor, a dense tensor or a callable ``v -> A v``; ``B`` is ``(n,)`` or ``(n, k)``, all ``k`` columns iterated
 together.
 
-``LSQR`` and ``LSMR`` (thin functions ``lsqr``, ``lsmr``) solve damped least squares ``min ‖A x − b‖² + damp² ‖x‖²``
+``LSQR`` and ``LSMR`` (thin functions ``lsqr``, ``lsmr``) solve damped least squares
+:math:`\min_x \lVert A x - b \rVert^2 + \mathrm{damp}^2 \lVert x \rVert^2`
 for a rectangular ``A`` (sparse, dense, or a pair ``(matvec, rmatvec)``), with SciPy's recurrences, stopping rules and
 stop codes, all columns of ``B`` as one block, and return a :class:`LeastSquaresSolution`; they are the default
 ``lstsq`` of :func:`sparse_generic_lstsq` (least squares with gradients at ``A``'s stored entries, also re-exported as

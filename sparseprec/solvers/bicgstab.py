@@ -32,9 +32,9 @@ class BiCGSTAB(KrylovSolver):
     ``Status.BREAKDOWN``. As for :class:`CG`, a column that met its tolerance is checked against its true residual
     ``b − A x`` and refused above 10 times the tolerance (``Status.TRUE_RESIDUAL_TOO_LARGE``).
 
-    Gradients: implicit, as for :class:`CG`, but the backward solve is with ``Aᵀ``: available for tensor ``A``
+    Gradients: implicit, as for :class:`CG`, but the backward solve is with :math:`A^\top`: available for tensor ``A``
     (sparse: CSR transpose with cached index data); a callable ``A`` raises when a gradient is requested. A
-    preconditioner for the backward solve is the class rebuilt from ``Aᵀ``, or ``M.transpose()`` of a
+    preconditioner for the backward solve is the class rebuilt from :math:`A^\top`, or ``M.transpose()`` of a
     :class:`~sparseprec.solvers.Preconditioner` instance.
 
     Parameters

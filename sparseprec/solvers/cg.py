@@ -54,7 +54,7 @@ class CG(KrylovSolver):
     maxiter : int, optional
         Iteration limit; default ``10 n``.
     preconditioner : callable or Preconditioner class, optional
-        SPD ``M ≈ A⁻¹`` applied as ``M(R)`` to tensors shaped like ``B``, or a class such as
+        SPD :math:`M \approx A^{-1}` applied as ``M(R)`` to tensors shaped like ``B``, or a class such as
         :class:`~sparseprec.solvers.Jacobi` that is built from each ``A`` solved.
     throw : bool
         Raise :class:`~sparseprec.ConvergenceError` when a column fails (default); with ``False``, warn with

@@ -13,7 +13,7 @@ __all__ = ["lanczos"]
 def lanczos(op: Operator, V0: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     r"""``steps`` Lanczos steps from each column of ``V0`` (``(n, k)``); returns the tridiagonal matrices.
 
-    For a symmetric ``A`` and a start ``v_1 = v / ‖v‖`` the three-term recurrence
+    For a symmetric ``A`` and a start :math:`v_1 = v / \lVert v \rVert` the three-term recurrence
     :math:`\beta_{j} v_{j+1} = A v_j - \alpha_j v_j - \beta_{j-1} v_{j-1}` with :math:`\alpha_j = v_j^\top A v_j`
     gives :math:`T = \mathrm{tridiag}(\beta, \alpha, \beta)` with :math:`V^\top A V = T` (no reorthogonalisation:
     enough for Gauss quadrature of :math:`v^\top f(A) v`). A column whose :math:`\beta` vanishes (an invariant

@@ -24,23 +24,22 @@ class LSMR(LeastSquaresSolver):
         x = \arg\min_x \|A x - b\|_2^2 + \lambda^2 \|x\|_2^2 \quad (\lambda = \texttt{damp}),
         \qquad\text{i.e.}\qquad (A^\top A + \lambda^2 I)\, x = A^\top b.
 
-    From the Golub–Kahan bidiagonalisation of ``A`` started at ``b`` (one product with ``A`` and one with ``Aᵀ`` per
-    iteration), the iterate :math:`x_j \in \operatorname{span}(v_1, \dots, v_j)` minimises the normal residual
-    :math:`\|A^\top (b - A x_j) - \lambda^2 x_j\|`, which then decreases monotonically (as does
-    :math:`\|b - A x_j\|`); two QR factorisations by Givens rotations give short recurrences for ``x`` (vectors
-    :math:`h, \bar h`) and cheap estimates of :math:`\|r\|`, :math:`\|\bar A^\top \bar r\|`, :math:`\|\bar A\|`,
-    :math:`\operatorname{cond}(\bar A)`; :math:`\|x\|` is computed. From :math:`x_0 = 0` a consistent wide system gets
-    its minimum-norm solution. The recurrences, estimates and stopping rules are those of Fong & Saunders and of
-    SciPy's ``scipy.sparse.linalg.lsmr`` (same iterates to rounding); the stop codes are listed in
-    :mod:`sparseprec.solvers._least_squares` (1: ``A x = b`` solved, 2: least-squares solution found, 3: ill
-    conditioned, 7: ``maxiter``, ...).
+    From the Golub–Kahan bidiagonalisation of ``A`` started at ``b`` (one product with ``A`` and one with :math:`A^\top`
+    per iteration), the iterate :math:`x_j \in \operatorname{span}(v_1, \dots, v_j)` minimises the normal residual
+    :math:`\|A^\top (b - A x_j) - \lambda^2 x_j\|`, which then decreases monotonically (as does :math:`\|b - A x_j\|`);
+    two QR factorisations by Givens rotations give short recurrences for ``x`` (vectors :math:`h, \bar h`) and cheap
+    estimates of :math:`\|r\|`, :math:`\|\bar A^\top \bar r\|`, :math:`\|\bar A\|`, :math:`\operatorname{cond}(\bar A)`;
+    :math:`\|x\|` is computed. From :math:`x_0 = 0` a consistent wide system gets its minimum-norm solution. The
+    recurrences, estimates and stopping rules are those of Fong & Saunders and of SciPy's ``scipy.sparse.linalg.lsmr``
+    (same iterates to rounding); the stop codes are listed in :mod:`sparseprec.solvers._least_squares` (1: ``A x = b``
+    solved, 2: least-squares solution found, 3: ill conditioned, 7: ``maxiter``, ...).
 
     All ``k`` columns of ``B`` are iterated together (one sparse-times-dense product per step, scalars as ``(k,)``
     tensors on the device); a column that has stopped is frozen.
 
     Gradients: ``solve(A, B).value`` is differentiable w.r.t. ``B`` and ``A`` (a sparse ``A``'s gradient lives on its
     stored entries) by the rule of :func:`sparseprec.solvers.lstsq.sparse_generic_lstsq` (Golub & Pereyra; one run
-    of LSMR on ``Aᵀ`` in the backward pass); the iterations are never differentiated.
+    of LSMR on :math:`A^\top` in the backward pass); the iterations are never differentiated.
 
     Parameters
     ----------

@@ -23,15 +23,14 @@ class LSQR(LeastSquaresSolver):
         x = \arg\min_x \|A x - b\|_2^2 + \lambda^2 \|x\|_2^2 \quad (\lambda = \texttt{damp}),
         \qquad\text{i.e.}\qquad (A^\top A + \lambda^2 I)\, x = A^\top b.
 
-    From the Golub–Kahan bidiagonalisation of ``A`` started at ``b`` (one product with ``A`` and one with ``Aᵀ`` per
-    iteration), the iterate :math:`x_j \in \operatorname{span}(v_1, \dots, v_j)` minimises
-    :math:`\|\bar b - \bar A x_j\|` (with :math:`\bar A = [A; \lambda I]`, :math:`\bar b = [b; 0]`): in exact
-    arithmetic the same iterates as CG on the normal equations, computed more stably. A QR factorisation of the
-    bidiagonal by Givens rotations gives the update :math:`x \leftarrow x + (\phi/\rho)\, w`,
-    :math:`w \leftarrow v - (\theta/\rho)\, w`, and estimates of :math:`\|\bar r\|`,
-    :math:`\|\bar A^\top \bar r\|`, :math:`\|\bar A\|_F`, :math:`\operatorname{cond}(\bar A)` and :math:`\|x\|`
-    (recurrences, no extra products). From :math:`x_0 = 0` a consistent wide system gets its minimum-norm solution.
-    The recurrences, estimates and stopping rules are those of Paige & Saunders and of SciPy's
+    From the Golub–Kahan bidiagonalisation of ``A`` started at ``b`` (one product with ``A`` and one with :math:`A^\top`
+    per iteration), the iterate :math:`x_j \in \operatorname{span}(v_1, \dots, v_j)` minimises :math:`\|\bar b - \bar A
+    x_j\|` (with :math:`\bar A = [A; \lambda I]`, :math:`\bar b = [b; 0]`): in exact arithmetic the same iterates as CG
+    on the normal equations, computed more stably. A QR factorisation of the bidiagonal by Givens rotations gives the
+    update :math:`x \leftarrow x + (\phi/\rho)\, w`, :math:`w \leftarrow v - (\theta/\rho)\, w`, and estimates of
+    :math:`\|\bar r\|`, :math:`\|\bar A^\top \bar r\|`, :math:`\|\bar A\|_F`, :math:`\operatorname{cond}(\bar A)` and
+    :math:`\|x\|` (recurrences, no extra products). From :math:`x_0 = 0` a consistent wide system gets its minimum-norm
+    solution. The recurrences, estimates and stopping rules are those of Paige & Saunders and of SciPy's
     ``scipy.sparse.linalg.lsqr`` (same iterates to rounding); the stop codes are listed in
     :mod:`sparseprec.solvers._least_squares`.
 
@@ -39,7 +38,7 @@ class LSQR(LeastSquaresSolver):
     tensors on the device); a column that has stopped is frozen. :class:`LSMR` is usually the better choice (its
     normal residual decreases monotonically, so it can stop earlier on inconsistent problems).
 
-    Gradients: as for :class:`LSMR` (the backward pass runs LSQR on ``Aᵀ``).
+    Gradients: as for :class:`LSMR` (the backward pass runs LSQR on :math:`A^\top`).
 
     Parameters
     ----------

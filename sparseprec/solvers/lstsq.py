@@ -1,7 +1,7 @@
 r"""``sparse_generic_lstsq``: sparse least squares with gradients at the stored entries (Golub & Pereyra).
 
-For a tall sparse ``A`` (``m × n``, full column rank), a damping ``λ >= 0`` (0 unless the solver is a damped
-:class:`~sparseprec.solvers.LSQR`/:class:`~sparseprec.solvers.LSMR`) and every column of ``B``,
+For a tall sparse ``A`` (:math:`m \times n`, full column rank), a damping :math:`\lambda \ge 0` (0 unless the solver is
+a damped :class:`~sparseprec.solvers.LSQR`/:class:`~sparseprec.solvers.LSMR`) and every column of ``B``,
 
 .. math::
 
@@ -161,7 +161,7 @@ class _NormalSolve(torch.autograd.Function):
 
 
 def normal_solve(operand, C: torch.Tensor, solves: _LeastSquaresSolves, pattern: SparsePattern) -> torch.Tensor:
-    """``(AᵀA + λ²I)⁻¹ C`` for an ``(n, p)`` block, differentiable w.r.t. ``A``'s stored values and ``C``."""
+    r""":math:`(A^\top A + \lambda^2 I)^{-1} C` for an ``(n, p)`` block, differentiable in ``C`` and ``A``'s values."""
     if C.numel() == 0:
         return C.new_zeros(C.shape)
     if not (torch.is_grad_enabled() and (operand.requires_grad or C.requires_grad)):
@@ -281,11 +281,11 @@ def sparse_generic_lstsq(
     transpose_lstsq: Callable[..., torch.Tensor] | None = None,
     **kwargs: Any,
 ) -> torch.Tensor:
-    r"""Sparse linear least squares ``min ‖A X − B‖`` with gradients w.r.t. ``A``'s stored entries and ``B``.
+    r"""Sparse least squares :math:`\min \lVert A X - B \rVert` with gradients w.r.t. ``A``'s stored entries and ``B``.
 
     Forward: :math:`X = \texttt{lstsq}(A, B)`, run without autograd: for ``A`` of shape ``(m, n)``, ``m >= n``, full
-    column rank, :math:`X = A^+ B = (A^\top A)^{-1} A^\top B` (with a damped solver ``LSMR(damp=λ)``:
-    :math:`(A^\top A + \lambda^2 I)^{-1} A^\top B`).
+    column rank, :math:`X = A^+ B = (A^\top A)^{-1} A^\top B` (with a damped solver, :math:`\lambda` its
+    ``damp``: :math:`(A^\top A + \lambda^2 I)^{-1} A^\top B`).
 
     Backward (Golub & Pereyra), with :math:`G = \partial L/\partial X`, :math:`H = (A^\top A + \lambda^2 I)^{-1} G`
     and the residual :math:`R = B - A X`:
@@ -311,7 +311,7 @@ def sparse_generic_lstsq(
         ``lstsq(A, B, **kwargs) -> X`` of shape ``(n,)``/``(n, k)``. Default :class:`sparseprec.solvers.LSMR` (all
         ``k`` columns as one block; ``atol = btol = 1e-6`` as SciPy's): pass ``LSMR(atol=1e-10, btol=1e-10)``,
         ``LSQR(...)`` or any function, e.g. a wrapped SciPy ``lsqr``. A sparseprec solver object does the backward's
-        normal solve in one run on ``Aᵀ`` (which also yields :math:`AH`).
+        normal solve in one run on :math:`A^\top` (which also yields :math:`AH`).
     transpose_lstsq : callable, optional
         ``transpose_lstsq(A, G, **kwargs) -> Y``, the minimum-norm solution of :math:`A^\top Y = G`, ``(m,)``/``(m,
         k)`` — it receives ``A`` itself, as in torchsparsegradutils. Given (or when ``lstsq`` is not a sparseprec

@@ -29,10 +29,10 @@ class MINRES(KrylovSolver):
     application and a few vector updates, with a short recurrence for :math:`x`. The stopping test uses the
     recurrence's residual norm :math:`\bar\phi_m`, which equals :math:`\|r_m\|_2` without a preconditioner and
     :math:`\|r_m\|_M = \sqrt{r_m^\top M r_m}` with one; a column stops once
-    :math:`\bar\phi_m \le \max(\text{rtol}\,\|b\|, \text{atol})` (``‖b‖`` in the same norm). The preconditioner must be
-    SPD (``rᵀ M r <= 0`` stops the column with ``Status.PRECONDITIONER_NOT_POSITIVE_DEFINITE``). As for :class:`CG`, a
-    column that met its tolerance is checked against its true residual ``b − A x`` (in the same norm) and refused
-    above 10 times the tolerance.
+    :math:`\bar\phi_m \le \max(\text{rtol}\,\|b\|, \text{atol})` (:math:`\|b\|` in the same norm). The preconditioner
+    must be SPD (:math:`r^\top M r \le 0` stops the column with ``Status.PRECONDITIONER_NOT_POSITIVE_DEFINITE``). As for
+    :class:`CG`, a column that met its tolerance is checked against its true residual ``b − A x`` (in the same norm) and
+    refused above 10 times the tolerance.
 
     Gradients: as for :class:`CG` (implicit function theorem, one more MINRES solve with the symmetric ``A``).
 

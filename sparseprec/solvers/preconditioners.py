@@ -1,4 +1,4 @@
-"""Preconditioners: cheap approximations ``M ≈ A⁻¹`` that cut the iterations of a Krylov solver.
+r"""Preconditioners: cheap approximations :math:`M \approx A^{-1}` that cut the iterations of a Krylov solver.
 
 A preconditioner is any callable ``R -> M R`` applied to a tensor shaped like the right-hand side (``(n,)`` or
 ``(n, k)``); CG and MINRES need ``M`` symmetric positive definite. The classes here are built from ``A`` —
@@ -20,7 +20,8 @@ __all__ = ["Preconditioner", "Jacobi", "SSOR"]
 
 
 class Preconditioner:
-    """Base class of preconditioners built from a matrix ``A``: ``M(R) ≈ A⁻¹ R`` and ``M.transpose()`` (for ``Aᵀ``).
+    r"""Base class of preconditioners built from a matrix ``A``: :math:`M(R) \approx A^{-1} R` and ``M.transpose()``
+    (for :math:`A^\top`).
 
     A subclass records the size ``n``, ``dtype`` and ``device`` of the matrix it was built from (``None``: unknown, not
     checked); a solver calls :meth:`check_system` once per solve to refuse a preconditioner built for another system.
@@ -69,7 +70,7 @@ class Preconditioner:
         return None
 
     def transpose(self) -> Preconditioner:
-        """The preconditioner ``Mᵀ`` of ``Aᵀ`` (used by the gradient of non-symmetric solves)."""
+        r"""The preconditioner :math:`M^\top` of :math:`A^\top` (used by the gradient of non-symmetric solves)."""
         raise NotImplementedError
 
 

@@ -60,7 +60,7 @@ CODE_STATUS = {
 
 @dataclass(frozen=True)
 class Solution:
-    """Result of ``solver.solve(A, B)``.
+    r"""Result of ``solver.solve(A, B)``.
 
     Attributes
     ----------
@@ -75,11 +75,11 @@ class Solution:
     iterations : torch.Tensor
         int64, shape ``B.shape[1:]``: iterations each column took (a column stops when it converges).
     residual_norm : torch.Tensor
-        Shape ``B.shape[1:]``: ``‖B_j − A X_j‖₂`` recomputed from the returned ``X`` (not the recursive estimate the
-        stopping test used).
+        Shape ``B.shape[1:]``: :math:`\lVert B_j - A X_j \rVert_2` recomputed from the returned ``X`` (not the recursive
+        estimate the stopping test used).
     tolerance : torch.Tensor
-        Shape ``B.shape[1:]``: the absolute tolerance of each column, ``max(rtol ‖B_j‖, atol)`` (MINRES with a
-        preconditioner: in the preconditioner's norm, see :class:`MINRES`).
+        Shape ``B.shape[1:]``: the absolute tolerance of each column, :math:`\max(\mathrm{rtol}\, \lVert B_j \rVert,
+        \mathrm{atol})` (MINRES with a preconditioner: in the preconditioner's norm, see :class:`MINRES`).
     status : Status
         ``Status.SUCCESS`` or the worst failure among the columns (worst first: ``NON_FINITE``,
         ``TRUE_RESIDUAL_TOO_LARGE``, ``NOT_POSITIVE_DEFINITE``, ``PRECONDITIONER_NOT_POSITIVE_DEFINITE``, ``BREAKDOWN``,

@@ -410,7 +410,7 @@ def image_factor_pattern(
         \log p(x) = \sum_i \log L_{ii} - \tfrac12 \lVert L^\top (x - \mu) \rVert^2 - \tfrac n2 \log 2\pi,
 
     which :class:`sparseprec.distributions.SparseMultivariateNormal` computes with ``precision_tril=pattern.matrix(v)``
-    (``diagonal=False`` gives the strictly lower part for its LDLᵀ form, ``diagonal=d``).
+    (``diagonal=False`` gives the strictly lower part for its :math:`LDL^\top` form, ``diagonal=d``).
 
     Parameters
     ----------
