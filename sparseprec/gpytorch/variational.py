@@ -12,6 +12,19 @@ With the default pattern (the diagonal only) it is ``MeanFieldVariationalDistrib
 it is ``CholeskyVariationalDistribution`` (``"scale"``). Memory O(nnz) per batch element: no ``m × m`` parameter.
 Gradients reach the factor values at their stored entries (sparseprec's ops).
 
+Cost inside GPyTorch's strategies (m inducing points, a minibatch of b points). ``forward()`` gives a
+``MultivariateNormal`` whose covariance is a ``RootLinearOperator`` over the sparse root, so the strategy's products
+``S K`` cost O(nnz · b), its ``root_decomposition`` is the sparse root itself and ``logdet`` reads ``L``'s diagonal.
+With the ``"scale"`` form in the whitened ``VariationalStrategy`` the KL against ``N(0, I)`` is
+:math:`\tfrac12(\|L\|_F^2 + \|\mu\|^2 - m - 2\sum_i \log|L_{ii}|)` (μ the mean), O(nnz), and ``variance`` is
+the row sums of ``L ∘ L``: nothing of q(u) is m × m when b < m. What remains is GPyTorch's: the dense ``K_uu`` and
+its Cholesky (O(m³) time, O(m²) memory), the solve ``K_uu^{-1/2} K_uf`` (O(m² b)); when b > m the strategy also
+densifies ``S − I`` (here O(nnz · m), never an m × m × m product). The ``"precision"`` form's KL needs
+:math:`\operatorname{tr} S = \|L^{-1}\|_F^2`, which has no O(nnz) form: it goes through GPyTorch's ``kl_mvn_mvn`` on
+the densified root :math:`L^{-\top}` (m sparse triangular solves, O(m · nnz) time, O(m²) memory).
+``UnwhitenedVariationalStrategy`` densifies the root of ``S`` itself and solves with ``K_uu`` against it (O(m³)); it
+works with both forms, exactly.
+
 The state dict carries the pattern (buffer ``factor_pattern``) and the parameterisation (extra state), because
 ``factor_values`` mean nothing without them: loading a state dict saved with another pattern or parameterisation is
 refused (``load_state_dict`` raises ``RuntimeError`` naming them, also with ``strict=False``) rather than giving another
@@ -28,12 +41,14 @@ import numbers
 import numpy as np
 import torch
 from gpytorch.distributions import MultivariateNormal
+from gpytorch.distributions.multivariate_normal import kl_mvn_mvn
 from gpytorch.variational._variational_distribution import _VariationalDistribution
-from linear_operator.operators import LinearOperator, RootLinearOperator
+from linear_operator.operators import DiagLinearOperator, LinearOperator, RootLinearOperator
+from torch.distributions import register_kl
 
 from .._validation import broadcast_shapes, lower_pattern_pairs
 from ..ops import sparse_csr_tensor, sparse_mm, sparse_triangular_solve
-from ..pattern import Assembly
+from ..pattern import Assembly, rows_from_crow
 from ._pattern_state import pattern_state_problems, refuse_state
 
 __all__ = ["SparseCholeskyVariationalDistribution"]
@@ -80,7 +95,18 @@ class _SparseTriangular(LinearOperator):
         return _SparseTriangular(self.values.expand(*batch_shape, self.values.shape[-1]), crow=self.crow, col=self.col,
                                  n=self.n, inverse=self.inverse, transposed=self.transposed)  # fmt: skip
 
+    def rows(self) -> torch.Tensor:
+        """The row of each stored value (``(nnz,)``, on the values' device)."""
+        return rows_from_crow(self.crow.to(self.values.device), self.values.shape[-1])
+
     def to_dense(self) -> torch.Tensor:
+        if not self.inverse:  # L (or Lᵀ): its values scattered, O(n²) memory for the result only
+            rows, cols = self.rows(), self.col.to(self.values.device)
+            if self.transposed:
+                rows, cols = cols, rows
+            dense = self.values.new_zeros(*self.batch_shape, self.n, self.n)
+            dense[..., rows, cols] = self.values.expand(*self.batch_shape, self.values.shape[-1])
+            return dense
         eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
         return self._matmul(eye.expand(*self.batch_shape, self.n, self.n))
 
@@ -109,6 +135,18 @@ class _SparseCholeskyCovariance(RootLinearOperator):
         return _SparseTriangular(root.values, crow=root.crow, col=root.col, n=root.n, inverse=not root.inverse,
                                  transposed=True)  # fmt: skip
 
+    def _diagonal(self) -> torch.Tensor:
+        root = self.root
+        if root.inverse:  # diag((L Lᵀ)⁻¹) has no O(nnz) form: GPyTorch's generic route
+            return super()._diagonal()
+        # diag(L Lᵀ)_i = Σ_j L_ij²: the squared values summed by row, O(nnz)
+        squares = root.values.expand(*self.batch_shape, root.values.shape[-1]).square()
+        return squares.new_zeros(*self.batch_shape, root.n).index_add(-1, root.rows(), squares)
+
+    def to_dense(self) -> torch.Tensor:
+        # R (Rᵀ dense): sparse products or solves against n columns, O(n · nnz) — never a dense n × n × n product
+        return self.root._matmul(self.root._transpose_nonbatch().to_dense())
+
     def logdet(self) -> torch.Tensor:
         sign = -2.0 if self.root.inverse else 2.0
         return sign * self._log_abs_diagonal()
@@ -131,6 +169,37 @@ class _SparseCholeskyCovariance(RootLinearOperator):
 
     def root_decomposition(self, method: str | None = None) -> RootLinearOperator:
         return self
+
+
+class _SparseCholeskyNormal(MultivariateNormal):
+    """GPyTorch's ``MultivariateNormal`` over a :class:`_SparseCholeskyCovariance`: its own type so that
+    ``kl_divergence`` against a diagonal prior (the whitened strategy's ``N(0, I)``) takes the O(nnz) route below."""
+
+
+@register_kl(_SparseCholeskyNormal, MultivariateNormal)
+def _kl_sparse_cholesky_normal(q: MultivariateNormal, p: MultivariateNormal) -> torch.Tensor:
+    r"""KL(q ‖ p). Scale form (:math:`S = L L^\top`) against a diagonal prior :math:`p = N(\mu_p, D)`:
+
+    .. math::
+
+        \mathrm{KL} = \tfrac12 \Big[\sum_i \frac{S_{ii}}{D_{ii}} + \sum_i \frac{(\mu_{p,i} - \mu_{q,i})^2}{D_{ii}}
+        - m + \sum_i \log D_{ii} - 2 \sum_i \log |L_{ii}|\Big], \qquad S_{ii} = \sum_j L_{ij}^2,
+
+    O(nnz(L)) time and memory (GPyTorch's generic formula densifies the root of ``S``). Anything else (the precision
+    form, whose :math:`\operatorname{tr} S` needs :math:`L^{-1}`; a dense prior as in the unwhitened strategy) goes
+    through GPyTorch's own ``kl_mvn_mvn``.
+    """
+    covariance, prior_covariance = q.lazy_covariance_matrix, p.lazy_covariance_matrix
+    if (
+        not isinstance(covariance, _SparseCholeskyCovariance)
+        or covariance.root.inverse
+        or not isinstance(prior_covariance, DiagLinearOperator)
+    ):
+        return kl_mvn_mvn(q, p)
+    d = prior_covariance.diagonal()
+    difference = p.loc - q.loc
+    terms = covariance.diagonal() / d + difference.square() / d + d.log()
+    return 0.5 * (terms.sum(-1) - covariance.logdet() - q.loc.shape[-1])
 
 
 class SparseCholeskyVariationalDistribution(_VariationalDistribution):
@@ -281,7 +350,7 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
                                  inverse=self.parameterization == "precision")  # fmt: skip
 
     def forward(self) -> MultivariateNormal:
-        return MultivariateNormal(self.variational_mean, _SparseCholeskyCovariance(self._root()))
+        return _SparseCholeskyNormal(self.variational_mean, _SparseCholeskyCovariance(self._root()))
 
     def initialize_variational_distribution(self, prior_dist: MultivariateNormal) -> None:
         r"""Start at the prior, as GPyTorch's ``CholeskyVariationalDistribution`` does, within the pattern.
@@ -306,6 +375,12 @@ class SparseCholeskyVariationalDistribution(_VariationalDistribution):
         self.variational_mean.data.copy_(prior_dist.mean)
         self.variational_mean.data.add_(torch.randn_like(prior_dist.mean), alpha=self.mean_init_std)
         self.factor_values.data.zero_()
+        prior_covariance = prior_dist.lazy_covariance_matrix
+        if self.parameterization == "precision" and isinstance(prior_covariance, DiagLinearOperator):
+            # the whitened strategy's N(0, I): L = D^{-1/2}, without forming the m × m identity
+            d = prior_covariance.diagonal().detach().expand(self.variational_mean.shape)
+            self.factor_values.data[..., self._diagonal_positions] = d.rsqrt().to(self.factor_values.dtype)
+            return
         if self.parameterization == "precision":
             K = prior_dist.covariance_matrix.detach()
             K = K.expand(*self.variational_mean.shape[:-1], *K.shape[-2:])
