@@ -15,6 +15,17 @@ Per N, measured in one run (methods interleaved, medians after a warm-up):
 Reported: time of forward + backward, peak extra resident memory of one call, relative error of the log-determinant
 against the exact value. Run ``python benchmarks/bench_gpytorch.py`` (~5 min on 2 cores) or ``--sizes 32 100``;
 writes a table to ``docs/benchmarks.md`` between markers.
+
+``--exact-gp``: one training step of an exact GP instead (issue 19) — ``ExactGP`` with a ``ScaleKernel(RBFKernel)``
+on an s × s grid of the unit square, forward + backward of ``ExactMarginalLogLikelihood``, float32 (GPyTorch's
+default), GPyTorch's default settings, hyper-parameters at the values that generated the data (length-scale 0.15,
+output scale 1; noise ``Q = τ (κ² I + Laplacian)``, τ = 4, κ² = 0.2; the independent-noise model's σ² = the mean
+marginal noise variance). Rows: ``SparsePrecisionGaussianLikelihood`` (CG + SLQ with the pivoted-Cholesky + sparse
+noise preconditioner above ``max_cholesky_size``), the same with ``max_cholesky_size = ∞`` (the dense LU of I + KQ,
+the only path before issue 19; s ≤ 64), and GPyTorch's ``GaussianLikelihood``. Then the accuracy at ``--accuracy-side``
+(45: n = 2,025), float64: the iterative marginal log-likelihood and its gradient against the exact dense values, over
+``--accuracy-seeds`` probe seeds, for both likelihoods. ``python benchmarks/bench_gpytorch.py --exact-gp --sides 64
+100`` (~10 min on 2 cores).
 """
 
 from __future__ import annotations
@@ -146,8 +157,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 100, 316], help="grid sides s (N = s²)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--exact-gp", action="store_true", help="one ExactGP training step instead (see the module)")
+    parser.add_argument("--sides", type=int, nargs="+", default=[64, 100], help="--exact-gp: grid sides s (n = s²)")
+    parser.add_argument("--accuracy-side", type=int, default=45, help="--exact-gp: grid side of the accuracy check")
+    parser.add_argument("--accuracy-seeds", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.exact_gp:
+        from bench_gpytorch_exact_gp import run  # noqa: PLC0415 (gpytorch models only for this mode)
+
+        run(args.sides, args.repeats, args.accuracy_side, args.accuracy_seeds, sys.argv[1:])
+        return
     rows = []
     for s in args.sizes:
         rows += rows_for(s, args.repeats)

@@ -6,7 +6,8 @@
   ``gpytorch.distributions.MultivariateNormal``.
 - :class:`SparsePrecisionGaussianLikelihood`: correlated Gaussian noise ``N(0, Q⁻¹)`` with a learnable sparse
   precision, for ``ExactGP`` (exact marginal likelihood through :class:`KernelPlusPrecisionInverse`) and variational
-  GPs.
+  GPs; above ``gpytorch.settings.max_cholesky_size`` it runs GPyTorch's CG and stochastic Lanczos quadrature with
+  the preconditioner :class:`LowRankPlusPrecisionInverse` (pivoted Cholesky of the kernel plus the exact noise).
 - :class:`SparseCholeskyVariationalDistribution`: q(u) with a sparse Cholesky factor of its precision (or covariance)
   on a given pattern, for GPyTorch's variational strategies.
 """
@@ -14,6 +15,7 @@
 from ._sparse_symmetric import SymmetricPattern
 from .kernel_plus_noise import KernelPlusPrecisionInverse
 from .likelihood import CorrelatedNoiseNormal, SparsePrecisionGaussianLikelihood
+from .low_rank_plus_noise import LowRankPlusPrecisionInverse
 from .noise import SparsePrecisionNoise
 from .precision_inverse import PrecisionInverseLinearOperator
 from .sparse_precision import SparsePrecisionLinearOperator
@@ -23,6 +25,7 @@ __all__ = [
     "SparsePrecisionLinearOperator",
     "PrecisionInverseLinearOperator",
     "KernelPlusPrecisionInverse",
+    "LowRankPlusPrecisionInverse",
     "SparsePrecisionNoise",
     "SparsePrecisionGaussianLikelihood",
     "CorrelatedNoiseNormal",

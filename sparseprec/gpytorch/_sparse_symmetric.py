@@ -15,6 +15,7 @@ return the same gradient, entry by entry.
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import torch
@@ -138,6 +139,21 @@ def symmetric_matmul(Q: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return kernel_mm(Q, B, pattern_of(Q), transpose=False, symmetric="full")
 
 
+def exact_inv_quad_logdet(
+    op: LinearOperator, inv_quad_rhs: torch.Tensor | None, logdet: bool, reduce_inv_quad: bool, solve, log_det
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """linear_operator's ``inv_quad_logdet`` contract from an exact ``solve(B) = A⁻¹ B`` (``B``: ``(..., n, k)``) and
+    ``log_det() = log det A``: ``(Σ_k b_kᵀ A⁻¹ b_k or its per-column terms, log det A)``, 0-d zeros where not asked."""
+    empty = torch.zeros([], dtype=op.dtype, device=op.device)
+    inv_quad = empty
+    if inv_quad_rhs is not None:
+        rhs = inv_quad_rhs.unsqueeze(-1) if inv_quad_rhs.dim() == 1 else inv_quad_rhs
+        inv_quad = (rhs * solve(rhs)).sum(-2)
+        if reduce_inv_quad:
+            inv_quad = inv_quad.sum(-1)
+    return inv_quad, (log_det() if logdet else empty)
+
+
 class SparseSymmetricOperator(LinearOperator):
     """Base of the two operators: values ``(*batch, nnz)`` on a :class:`SymmetricPattern` (see the module)."""
 
@@ -239,14 +255,8 @@ class SparseSymmetricOperator(LinearOperator):
     def inv_quad_logdet(
         self, inv_quad_rhs: torch.Tensor | None = None, logdet: bool = False, reduce_inv_quad: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        empty = torch.zeros([], dtype=self.dtype, device=self.device)
-        inv_quad = empty
-        if inv_quad_rhs is not None:
-            rhs = inv_quad_rhs.unsqueeze(-1) if inv_quad_rhs.dim() == 1 else inv_quad_rhs
-            inv_quad = (rhs * self._per_batch(rhs, self._solve_block)).sum(-2)
-            if reduce_inv_quad:
-                inv_quad = inv_quad.sum(-1)
-        return inv_quad, (self._logdets() if logdet else empty)
+        solve = functools.partial(self._per_batch, fn=self._solve_block)
+        return exact_inv_quad_logdet(self, inv_quad_rhs, logdet, reduce_inv_quad, solve, self._logdets)
 
     def inv_quad(self, inv_quad_rhs: torch.Tensor, reduce_inv_quad: bool = True) -> torch.Tensor:
         return self.inv_quad_logdet(inv_quad_rhs, reduce_inv_quad=reduce_inv_quad)[0]

@@ -1,7 +1,9 @@
-r"""``KernelPlusPrecisionInverse``: :math:`K + Q^{-1}` (a GP covariance plus sparse-precision noise), exactly.
+r"""``KernelPlusPrecisionInverse``: :math:`A = K + Q^{-1}` (a GP covariance plus sparse-precision noise).
 
-linear_operator would treat ``K + Σ`` as a generic sum (dense Cholesky below 800 points, CG and stochastic Lanczos
-above). Here, with the noise precision ``Q`` sparse:
+Two paths, chosen as GPyTorch chooses for its own operators:
+
+**Exact, dense** — for ``n ≤ gpytorch.settings.max_cholesky_size`` (800 by default), or with
+``gpytorch.settings.fast_computations`` off for the operation at hand:
 
 .. math::
 
@@ -10,24 +12,49 @@ above). Here, with the noise precision ``Q`` sparse:
     (K + Q^{-1})^{-1} B = Q\, (I + K Q)^{-1} B .
 
 ``I + K Q`` has real eigenvalues :math:`\geq 1` (``K`` PSD, ``Q`` SPD), so its LU factorisation is safe; ``K Q`` is
-formed by sparse products, ``log det Q`` by sparse Cholesky. Cost: one dense LU of ``n × n`` (as any exact GP) plus
-sparse work; everything is differentiable in ``K`` and in ``Q``'s stored values.
+formed by sparse products and ``log det Q`` by sparse Cholesky. Cost: one dense ``n × n`` LU, as any exact GP.
+
+**Iterative** — above ``max_cholesky_size``: GPyTorch's own machinery (preconditioned CG for solves, stochastic Lanczos
+quadrature for the log-determinant, its settings ``cg_tolerance``, ``max_cg_iterations``, ``num_trace_samples``,
+``max_lanczos_quadrature_iterations``, ``max_preconditioner_size``, ``min_preconditioning_size``) runs on this operator
+unchanged. A product :math:`A x = K x + Q^{-1} x` costs one kernel product and one sparse Cholesky solve. The
+preconditioner is :class:`LowRankPlusPrecisionInverse`,
+
+.. math::
+
+    P = U U^\top + Q^{-1} \approx A, \qquad
+    P^{-1} = Q - Q U (I + U^\top Q U)^{-1} U^\top Q, \qquad
+    \log\det P = -\log\det Q + \log\det(I + U^\top Q U),
+
+with ``U`` the kernel's rank-``k`` pivoted Cholesky factor (``k = max_preconditioner_size``, 15 by default; as for
+GPyTorch's own operators, no preconditioner when ``k`` is 0 or ``n < min_preconditioning_size``, 2000). Applying
+:math:`P^{-1}` costs sparse products only. GPyTorch then computes
+:math:`\log\det A = \log\det P + \log\det(P^{-1} A)`: the first term exactly (its gradient too: the noise part by the
+sparse selected inverse), the second by Lanczos quadrature with probe vectors drawn exactly from :math:`N(0, P)`,
+whose gradient is GPyTorch's variance-reduced stochastic trace estimate (Wenger et al. 2022).
+
+Gradients reach the kernel's hyper-parameters and ``Q``'s stored values on both paths.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
-from linear_operator import to_linear_operator
+from linear_operator import settings, to_linear_operator
 from linear_operator.operators import LinearOperator
+from linear_operator.utils.warnings import NumericalWarning
 
 from .._validation import broadcast_shapes
+from .low_rank_plus_noise import LowRankPlusPrecisionInverse
 from .precision_inverse import PrecisionInverseLinearOperator
 
 __all__ = ["KernelPlusPrecisionInverse"]
 
 
 class KernelPlusPrecisionInverse(LinearOperator):
-    """``K + Σ`` for a covariance ``K`` (LinearOperator or dense tensor) and ``Σ = Q⁻¹`` (see the module).
+    r""":math:`K + \Sigma` for a covariance ``K`` (LinearOperator or dense tensor) and :math:`\Sigma = Q^{-1}` (see the
+    module: exact up to ``max_cholesky_size``, GPyTorch's CG and Lanczos quadrature with a sparse preconditioner above).
 
     Raises ``TypeError`` for a noise that is not a :class:`PrecisionInverseLinearOperator` and ``ValueError`` when the
     sizes differ.
@@ -53,16 +80,25 @@ class KernelPlusPrecisionInverse(LinearOperator):
             raise ValueError(f"kernel is {n} × {n} but the noise covers {m} points")
         super().__init__(kernel, noise)
         self.kernel, self.noise = kernel, noise
+        self._preconditioner_cache: LowRankPlusPrecisionInverse | None = None
 
     def _size(self) -> torch.Size:
         batch = broadcast_shapes(self.kernel.batch_shape, self.noise.batch_shape)
         return batch + self.kernel.matrix_shape
 
     def _transpose_nonbatch(self) -> LinearOperator:
-        return self
+        # the same matrix; transposing the kernel's operator keeps gradients w.r.t. a dense K's entries in place
+        return KernelPlusPrecisionInverse(self.kernel._transpose_nonbatch(), self.noise)
 
     def _matmul(self, rhs: torch.Tensor) -> torch.Tensor:
         return self.kernel._matmul(rhs) + self.noise._matmul(rhs)
+
+    def _bilinear_derivative(self, left_vecs: torch.Tensor, right_vecs: torch.Tensor) -> tuple:
+        # ∂(uᵀ (K + Σ) v) = ∂(uᵀ K v) + ∂(uᵀ Σ v): each part by its own operator (the kernel's is an outer product
+        # for a dense K); the representation is the kernel's tensors followed by the noise's
+        kernel = self.kernel._bilinear_derivative(left_vecs, right_vecs)
+        noise = self.noise._bilinear_derivative(left_vecs, right_vecs)
+        return tuple(kernel) + tuple(noise)
 
     def _diagonal(self) -> torch.Tensor:
         return self.kernel._diagonal() + self.noise._diagonal()
@@ -73,6 +109,40 @@ class KernelPlusPrecisionInverse(LinearOperator):
     def to_dense(self) -> torch.Tensor:
         return self.kernel.to_dense() + self.noise.to_dense()
 
+    # ---- which path --------------------------------------------------------------------------------------------------
+    def _exact(self, fast_setting) -> bool:
+        """The dense exact path: small operators, or GPyTorch's fast computations turned off for this operation."""
+        return fast_setting.off() or self.shape[-1] <= settings.max_cholesky_size.value()
+
+    # ---- the iterative path's preconditioner -------------------------------------------------------------------------
+    def _preconditioner(self):
+        """``(closure x ↦ P⁻¹ x, P, log det P)`` with ``P = U Uᵀ + Q⁻¹`` (see the module); ``(None, None, None)``
+        when ``max_preconditioner_size`` is 0 or ``n < min_preconditioning_size``."""
+        rank = settings.max_preconditioner_size.value()
+        n = self.shape[-1]
+        if rank == 0 or n < settings.min_preconditioning_size.value():  # GPyTorch's rule for its own operators
+            return None, None, None
+        if self._preconditioner_cache is None:
+            rank = min(rank, n)
+            batch = self.shape[:-2]
+            root = torch.zeros(*batch, n, 0, dtype=self.dtype, device=self.device)
+            if rank > 0:
+                pivoted = self.kernel.pivoted_cholesky(rank=rank)
+                if bool(torch.isnan(pivoted).any()):
+                    warnings.warn(
+                        "NaNs in the kernel's pivoted Cholesky factor: the preconditioner of K + Q⁻¹ falls back to "
+                        "the noise alone (P = Q⁻¹)",
+                        NumericalWarning,
+                        stacklevel=2,
+                    )
+                else:
+                    root = pivoted.expand(*batch, *pivoted.shape[-2:])
+            noise = self.noise if self.noise.batch_shape == batch else self.noise._expand_batch(batch)
+            self._preconditioner_cache = LowRankPlusPrecisionInverse(root, noise)
+        P = self._preconditioner_cache
+        return P.preconditioner_closure(), P, P.logdet()
+
+    # ---- exact dense path --------------------------------------------------------------------------------------------
     def _lu(self) -> tuple[torch.Tensor, torch.Tensor]:
         K = self.kernel.to_dense()
         QK = self.noise.solve(K.expand(self.shape))  # Q K (sparse products); K Q = (Q K)ᵀ
@@ -80,6 +150,8 @@ class KernelPlusPrecisionInverse(LinearOperator):
         return torch.linalg.lu_factor(M)
 
     def solve(self, right_tensor: torch.Tensor, left_tensor: torch.Tensor | None = None) -> torch.Tensor:
+        if not self._exact(settings.fast_computations.solves):
+            return super().solve(right_tensor, left_tensor)
         vector = right_tensor.dim() == 1
         rhs = right_tensor.unsqueeze(-1) if vector else right_tensor
         LU, pivots = self._lu()
@@ -91,6 +163,11 @@ class KernelPlusPrecisionInverse(LinearOperator):
     def inv_quad_logdet(
         self, inv_quad_rhs: torch.Tensor | None = None, logdet: bool = False, reduce_inv_quad: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self._exact(settings.fast_computations.log_prob):
+            if not logdet:  # linear_operator would route this back to inv_quad
+                empty = torch.zeros([], dtype=self.dtype, device=self.device)
+                return self.inv_quad(inv_quad_rhs, reduce_inv_quad=reduce_inv_quad), empty
+            return super().inv_quad_logdet(inv_quad_rhs, logdet=logdet, reduce_inv_quad=reduce_inv_quad)
         empty = torch.zeros([], dtype=self.dtype, device=self.device)
         LU, pivots = self._lu()
         inv_quad = empty
@@ -107,6 +184,8 @@ class KernelPlusPrecisionInverse(LinearOperator):
         return inv_quad, log_det
 
     def inv_quad(self, inv_quad_rhs: torch.Tensor, reduce_inv_quad: bool = True) -> torch.Tensor:
+        if not self._exact(settings.fast_computations.log_prob):
+            return super().inv_quad(inv_quad_rhs, reduce_inv_quad=reduce_inv_quad)
         return self.inv_quad_logdet(inv_quad_rhs, reduce_inv_quad=reduce_inv_quad)[0]
 
     def logdet(self) -> torch.Tensor:
