@@ -18,7 +18,7 @@ import pytest
 pytestmark = pytest.mark.docs
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = Path(os.environ.get("SPARSEPREC_DOCS_HTML", ROOT / "docs" / "_build" / "html"))
+SITE = Path(os.environ.get("SPARSEPREC_DOCS_HTML", ROOT / "docs" / "_build" / "html")).resolve()  # (a file URI)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 

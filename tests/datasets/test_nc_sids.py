@@ -149,6 +149,7 @@ def test_inla_matches_the_nuts_numbers_of_issue_20(data, script):
 
 
 @pytest.mark.examples
+@pytest.mark.slow  # (~20 s: NUTS on 100 counties; run with -m slow)
 def test_the_script_runs_nuts_quickly(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--nuts"], capture_output=True, text=True,
                             timeout=600, cwd=tmp_path)  # fmt: skip
