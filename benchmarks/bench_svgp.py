@@ -35,7 +35,7 @@ import gpytorch
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, median_times, package_version, rss_bytes  # noqa: E402
+from common import fmt, median_times, package_version, peak_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
 
 from sparseprec.gpytorch import SparseCholeskyVariationalDistribution  # noqa: E402
 
@@ -135,12 +135,11 @@ def report_peak(name: str, side: int, args: argparse.Namespace) -> None:
     step = training_step(make_q(name, side, args.stencil), side, x, y)
     step()
     gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    if not reset_peak_rss():  # no /proc high-water mark to reset: no figure
+        print(math.nan)
+        return
     step()
-    with open("/proc/self/status") as f:
-        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
-    print((hwm - before) / 2**20)
+    print((peak_rss_bytes() - before) / 2**20)
 
 
 def main() -> None:

@@ -57,20 +57,31 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_extra_bytes(fn: Callable[[], object], setup: Callable[[], object] = gc.collect) -> float:
-    """Peak resident memory added by one call of ``fn`` after ``setup`` (NaN where /proc cannot reset the
-    high-water mark)."""
-    setup()
+def reset_peak_rss() -> bool:
+    """Reset this process's resident high-water mark to its current size; False where /proc cannot."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
+        return False
+    return True
+
+
+def peak_rss_bytes() -> int:
+    """This process's resident high-water mark (``VmHWM``) since start or the last :func:`reset_peak_rss`."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+
+
+def peak_extra_bytes(fn: Callable[[], object], setup: Callable[[], object] = gc.collect) -> float:
+    """Peak resident memory added by one call of ``fn`` after ``setup`` (NaN where /proc cannot reset the
+    high-water mark)."""
+    setup()
+    if not reset_peak_rss():
         return float("nan")
     before = rss_bytes()
     fn()
-    with open("/proc/self/status") as f:
-        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
-    return max(hwm - before, 0)
+    return max(peak_rss_bytes() - before, 0)
 
 
 def write_section(begin: str, end: str, block: str, docs: Path = DOCS) -> None:
