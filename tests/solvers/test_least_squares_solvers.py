@@ -116,6 +116,21 @@ def test_float32_to_a_loose_tolerance(solver, kind):
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
+def test_default_iteration_limit_reaches_tight_tolerances_on_small_problems(solver):
+    """Exact arithmetic needs min(m, n) steps; rounding needs a few more at atol = btol = 1e-12 (SciPy's LSMR limit
+    of min(m, n) stops 3 of these 30 sparse 7 × 4 problems short of it). The default limit must leave that room."""
+    for seed in range(30):
+        g = torch.Generator().manual_seed(seed)
+        mask = random_pattern((7, 4), 0.2, g)
+        mask[torch.arange(4), torch.arange(4)] = True  # full column rank
+        dense = torch.randn(7, 4, generator=g, dtype=torch.float64) * mask
+        b = torch.randn(7, generator=g, dtype=torch.float64)
+        solution = solver(atol=1e-12, btol=1e-12).solve(sparse_from_dense(dense, mask, "csr"), b)
+        assert bool(solution.converged), seed
+        torch.testing.assert_close(solution.value, torch.linalg.lstsq(dense, b).solution, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_x0_is_a_starting_point(solver):
     dense, mask = sparse_dense(14, 6, seed=9)
     A = as_kind(dense, mask, "csr")
