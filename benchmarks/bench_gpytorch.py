@@ -24,8 +24,8 @@ marginal noise variance). Rows: ``SparsePrecisionGaussianLikelihood`` (CG + SLQ 
 noise preconditioner above ``max_cholesky_size``), the same with ``max_cholesky_size = ∞`` (the dense LU of I + KQ,
 the only path before issue 19; s ≤ 64), and GPyTorch's ``GaussianLikelihood``. Then the accuracy at ``--accuracy-side``
 (45: n = 2,025), float64: the iterative marginal log-likelihood and its gradient against the exact dense values, over
-``--accuracy-seeds`` probe seeds, for both likelihoods. ``python benchmarks/bench_gpytorch.py --exact-gp --sides 64
-100`` (~10 min on 2 cores).
+``--accuracy-seeds`` probe seeds, for both likelihoods. ``--float64-sides 64`` times those sides in float64 too.
+``python benchmarks/bench_gpytorch.py --exact-gp --sides 64 100`` (~4 min on 2 cores; ``--float64-sides 64`` adds ~3).
 """
 
 from __future__ import annotations
@@ -161,12 +161,15 @@ def main() -> None:
     parser.add_argument("--sides", type=int, nargs="+", default=[64, 100], help="--exact-gp: grid sides s (n = s²)")
     parser.add_argument("--accuracy-side", type=int, default=45, help="--exact-gp: grid side of the accuracy check")
     parser.add_argument("--accuracy-seeds", type=int, default=5)
+    parser.add_argument(
+        "--float64-sides", type=int, nargs="*", default=[], help="--exact-gp: sides also timed in float64"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.exact_gp:
         from bench_gpytorch_exact_gp import run  # noqa: PLC0415 (gpytorch models only for this mode)
 
-        run(args.sides, args.repeats, args.accuracy_side, args.accuracy_seeds, sys.argv[1:])
+        run(args.sides, args.repeats, args.accuracy_side, args.accuracy_seeds, sys.argv[1:], args.float64_sides)
         return
     rows = []
     for s in args.sizes:

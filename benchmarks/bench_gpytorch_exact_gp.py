@@ -9,7 +9,7 @@ import statistics
 
 import gpytorch
 import torch
-from common import fmt, median_times, package_version, peak_extra_bytes, write_section
+from common import fmt, package_version, peak_extra_bytes, round_times, write_section
 
 from sparseprec.gpytorch import SparsePrecisionGaussianLikelihood
 from sparseprec.structures import grid_laplacian
@@ -69,8 +69,8 @@ def step_fn(gp, mll, x, y, dense: bool = False):
     return step
 
 
-def timing_rows(s: int, repeats: int) -> list[dict]:
-    x, y, G, variance = problem(s, torch.float32)
+def timing_rows(s: int, repeats: int, dtype: torch.dtype = torch.float32) -> list[dict]:
+    x, y, G, variance = problem(s, dtype)
     n = s * s
     fns = {}
     for name, kind, dense in (
@@ -82,12 +82,16 @@ def timing_rows(s: int, repeats: int) -> list[dict]:
             continue
         gp, mll = model(kind, x, y, G, variance)
         fns[name] = step_fn(gp, mll, x, y, dense)
-    rows = {name: {"n": n, "method": name, "memory": peak_extra_bytes(fn) / 2**20} for name, fn in fns.items()}
-    dense_names = {name for name in fns if "dense" in name}
-    times = median_times(fns, repeats, once=dense_names)
-    for name, (seconds, runs) in times.items():
-        rows[name]["time"], rows[name]["runs"] = seconds, runs
-        print(f"n={n} {name}: {seconds:.3f} s ({runs} runs), peak {rows[name]['memory']:.0f} MiB", flush=True)
+    precision = str(dtype).removeprefix("torch.")
+    rows = {
+        name: {"n": n, "dtype": precision, "method": name, "memory": peak_extra_bytes(fn) / 2**20}
+        for name, fn in fns.items()
+    }
+    for name, seconds in round_times(fns, repeats).items():
+        row = rows[name]
+        row.update(time=statistics.median(seconds), min=min(seconds), max=max(seconds), runs=len(seconds))
+        spread = f"min {row['min']:.3f}, max {row['max']:.3f}, {row['runs']} runs"
+        print(f"n={n} {precision} {name}: {row['time']:.3f} s ({spread}), peak {row['memory']:.0f} MiB", flush=True)
     return list(rows.values())
 
 
@@ -121,8 +125,11 @@ def accuracy_rows(s: int, seeds: int) -> list[dict]:
     return rows
 
 
-def run(sides: list[int], repeats: int, accuracy_side: int, seeds: int, argv: list[str]) -> None:
+def run(
+    sides: list[int], repeats: int, accuracy_side: int, seeds: int, argv: list[str], float64_sides: list[int] = ()
+) -> None:
     timing = [row for s in sides for row in timing_rows(s, repeats)]
+    timing += [row for s in float64_sides for row in timing_rows(s, repeats, torch.float64)]
     accuracy = accuracy_rows(accuracy_side, seeds)
     lines = [
         BEGIN,
@@ -132,21 +139,23 @@ def run(sides: list[int], repeats: int, accuracy_side: int, seeds: int, argv: li
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"gpytorch {package_version('gpytorch')}, linear_operator {package_version('linear_operator')}, "
         f"{torch.get_num_threads()} threads). `ExactGP` with `ScaleKernel(RBFKernel)` on an s × s grid of the unit "
-        "square, float32, GPyTorch's default settings; forward + backward of `ExactMarginalLogLikelihood` at the "
-        f"data-generating hyper-parameters (length-scale {LENGTHSCALE}, output scale {OUTPUTSCALE}; noise "
+        "square, float32 (float64 where the table says so), GPyTorch's default settings; forward + backward of "
+        "`ExactMarginalLogLikelihood` at the data-generating hyper-parameters "
+        f"(length-scale {LENGTHSCALE}, output scale {OUTPUTSCALE}; noise "
         f"Q = τ(κ²I + Laplacian), τ = {TAU}, κ² = {KAPPA2}; `GaussianLikelihood`'s σ² = the mean marginal noise "
-        "variance). Median time (runs; the dense path once), peak extra resident memory of one step, and the ratio "
-        "to `GaussianLikelihood` in the same run.",
+        "variance). Median time over interleaved rounds after one warm-up call each (min–max, runs), peak extra "
+        "resident memory of one step, and the ratio of medians to `GaussianLikelihood` in the same run.",
         "",
-        "| n | method | time (s) | × GaussianLikelihood | peak memory (MiB) |",
-        "|---|---|---|---|---|",
+        "| n | dtype | method | time (s) | × GaussianLikelihood | peak memory (MiB) |",
+        "|---|---|---|---|---|---|",
     ]
-    for n in dict.fromkeys(row["n"] for row in timing):
-        group = [row for row in timing if row["n"] == n]
+    for n, precision in dict.fromkeys((row["n"], row["dtype"]) for row in timing):
+        group = [row for row in timing if (row["n"], row["dtype"]) == (n, precision)]
         base = next(row for row in group if row["method"].startswith("GaussianLikelihood"))
         for row in group:
             ratio = fmt(row["time"] / base["time"], 2)
-            lines.append(f"| {n:,} | {row['method']} | {fmt(row['time'], 3)} ({row['runs']}) | {ratio} | "
+            spread = f"{fmt(row['min'], 3)}–{fmt(row['max'], 3)}, {row['runs']}"
+            lines.append(f"| {n:,} | {precision} | {row['method']} | {fmt(row['time'], 3)} ({spread}) | {ratio} | "
                          f"{fmt(row['memory'], 0)} |")  # fmt: skip
     lines += [
         "",
