@@ -15,7 +15,8 @@ r"""``SparsePrecisionGaussianLikelihood``: Gaussian observation noise with a spa
   only its diagonal). Point ``i`` gets :math:`-\tfrac12[\log 2\pi - \ell_i + r_i (Q r)_i + (Q K)_{ii}]` with
   :math:`\ell_i` the log of the squared Cholesky pivot of ``Q`` at node ``i``;
 - ``log_marginal(y, N(μ, K))``: per-point marginal densities :math:`\log N(y_i; \mu_i, K_{ii} + (Q^{-1})_{ii})`
-  (GPyTorch's meaning of ``log_marginal``; the noise variances come from the selected inverse).
+  (GPyTorch's meaning of ``log_marginal``; the noise variances come from the selected inverse, with their exact
+  gradient w.r.t. ``Q``: O(n nnz(L)) in the backward, see :class:`PrecisionInverseLinearOperator`).
 
 The noise's state dict entries (``noise_covar.*``) carry the pattern of ``G`` (see :class:`SparsePrecisionNoise`): a
 state dict saved with another pattern is refused by ``load_state_dict``. ``tau`` and ``kappa2`` must be positive
