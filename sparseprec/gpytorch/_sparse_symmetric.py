@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import warnings
 
 import torch
 from linear_operator.operators import LinearOperator, RootLinearOperator
@@ -271,6 +272,15 @@ class SparseSymmetricOperator(LinearOperator):
         return RootLinearOperator(CholeskyRoot.of(self, inverse=not self._represents_inverse))
 
     def zero_mean_mvn_samples(self, num_samples: int) -> torch.Tensor:
+        """Exact draws ``A ε`` with ``A`` the sparse Cholesky root; detached from the values, with a warning when they
+        require grad (``rsample``: the pathwise derivative of the factor is dense; ``sample()`` asks for none)."""
+        if torch.is_grad_enabled() and self.values.requires_grad:
+            warnings.warn(
+                f"samples of a {type(self).__name__} carry no gradient w.r.t. the precision's stored values (the "
+                "pathwise derivative of its sparse Cholesky factor is dense); they are detached from them. Draw with "
+                "sample() (or under torch.no_grad()) when no gradient is wanted",
+                stacklevel=3,
+            )
         eps = torch.randn(num_samples, *self.batch_shape, self.pattern.n, dtype=self.dtype, device=self.device)
         root = CholeskyRoot.of(self, inverse=self._represents_inverse)
         return root._matmul(eps.movedim(0, -1)).movedim(-1, 0)

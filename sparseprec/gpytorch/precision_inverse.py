@@ -11,7 +11,8 @@ With one sparse Cholesky factorisation :math:`P Q P^\top = L L^\top` per operato
   :mod:`sparseprec.gpytorch._inverse_diagonal`), paid only when a loss uses the variances;
 - ``root_decomposition()``: :math:`R = P^\top L^{-\top}`, ``root_inv_decomposition()``: :math:`A = P^\top L`,
   ``zero_mean_mvn_samples``: :math:`R \varepsilon` — so ``gpytorch.distributions.MultivariateNormal(mean, op)`` has an
-  exact ``log_prob`` (one sparse product and one log-determinant) and exact ``rsample``, and works in ``pyro.sample``.
+  exact ``log_prob`` (one sparse product and one log-determinant) and exact draws, and works in ``pyro.sample``. The
+  roots carry no gradient w.r.t. the values: ``rsample`` warns when they require grad and detaches its draws from them.
 
 Gradients w.r.t. the stored values follow the library's convention for a symmetric matrix with both triangles stored
 (docs/concepts.md, "Gradients w.r.t. a symmetric sparse matrix"): ``Σ @ b`` here and

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import unittest
 
+import gpytorch
+import pytest
 import torch
 from linear_operator.test.linear_operator_test_case import LinearOperatorTestCase
 
@@ -54,6 +56,11 @@ class _Base:
         values, pattern = _precision(self.batch)
         return self.operator(values.requires_grad_(True), pattern)
 
+    # their sampling check draws from an operator whose values require grad, without asking for a gradient
+    @pytest.mark.filterwarnings("ignore:samples of a .* carry no gradient:UserWarning")
+    def test_sample(self):
+        super().test_sample()
+
 
 class TestSparsePrecisionLinearOperator(_Base, LinearOperatorTestCase, unittest.TestCase):
     def evaluate_linear_op(self, linear_op):
@@ -73,3 +80,14 @@ class TestPrecisionInverseLinearOperator(_Base, LinearOperatorTestCase, unittest
 
 class TestPrecisionInverseLinearOperatorBatch(TestPrecisionInverseLinearOperator):
     batch = (2, 3)
+
+
+@pytest.mark.parametrize("operator", [SparsePrecisionLinearOperator, PrecisionInverseLinearOperator])
+def test_rsample_says_its_draws_carry_no_gradient_and_sample_stays_quiet(operator):
+    values, pattern = _precision(dtype=torch.float64)
+    op = operator(values.requires_grad_(True), pattern)
+    mvn = gpytorch.distributions.MultivariateNormal(torch.zeros(6, dtype=torch.float64), op)
+    with pytest.warns(UserWarning, match="carry no gradient w.r.t. the precision's stored values"):
+        draw = mvn.rsample()
+    assert not draw.requires_grad
+    assert mvn.sample(torch.Size([3])).shape == (3, 6)  # filterwarnings = error: no warning here
