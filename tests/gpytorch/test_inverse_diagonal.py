@@ -12,6 +12,7 @@ import torch
 
 from sparseprec.gpytorch import PrecisionInverseLinearOperator, SparsePrecisionGaussianLikelihood, _inverse_diagonal
 from sparseprec.structures import grid_laplacian
+from tests.gpytorch.test_likelihood import _GP
 
 F64 = torch.float64
 
@@ -99,16 +100,6 @@ def test_predictive_variance_gradient_reaches_the_noise_parameters():
         likelihood.noise_covar.raw_kappa2.grad.reshape(()),
         (kappa2.grad * sigmoid(likelihood.noise_covar.raw_kappa2)).reshape(()),
     )
-
-
-class _GP(gpytorch.models.ExactGP):
-    def __init__(self, x, y, likelihood):
-        super().__init__(x, y, likelihood)
-        self.mean_module = gpytorch.means.ConstantMean()
-        self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel())
-
-    def forward(self, x):
-        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
 
 @pytest.mark.parametrize("max_cholesky_size", [10_000, 0])  # the exact path and GPyTorch's CG/SLQ path
