@@ -38,6 +38,7 @@ Gradients reach the kernel's hyper-parameters and ``Q``'s stored values on both 
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -46,6 +47,7 @@ from linear_operator.operators import LinearOperator
 from linear_operator.utils.warnings import NumericalWarning
 
 from .._validation import broadcast_shapes
+from ._sparse_symmetric import exact_inv_quad_logdet
 from .low_rank_plus_noise import LowRankPlusPrecisionInverse
 from .precision_inverse import PrecisionInverseLinearOperator
 
@@ -149,14 +151,16 @@ class KernelPlusPrecisionInverse(LinearOperator):
         M = torch.eye(self.shape[-1], dtype=K.dtype, device=K.device) + QK.mT
         return torch.linalg.lu_factor(M)
 
+    def _lu_solve(self, LU: torch.Tensor, pivots: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        """``(K + Q⁻¹)⁻¹ rhs = Q (I + K Q)⁻¹ rhs`` from the LU of ``I + K Q`` (``rhs``: ``(..., n, k)``)."""
+        return self.noise.solve(torch.linalg.lu_solve(LU, pivots, rhs.expand(LU.shape[:-2] + rhs.shape[-2:])))
+
     def solve(self, right_tensor: torch.Tensor, left_tensor: torch.Tensor | None = None) -> torch.Tensor:
         if not self._exact(settings.fast_computations.solves):
             return super().solve(right_tensor, left_tensor)
         vector = right_tensor.dim() == 1
         rhs = right_tensor.unsqueeze(-1) if vector else right_tensor
-        LU, pivots = self._lu()
-        z = torch.linalg.lu_solve(LU, pivots, rhs.expand(LU.shape[:-2] + rhs.shape[-2:]))
-        out = self.noise.solve(z)
+        out = self._lu_solve(*self._lu(), rhs)
         out = out.squeeze(-1) if vector else out
         return out if left_tensor is None else left_tensor @ out
 
@@ -168,20 +172,14 @@ class KernelPlusPrecisionInverse(LinearOperator):
                 empty = torch.zeros([], dtype=self.dtype, device=self.device)
                 return self.inv_quad(inv_quad_rhs, reduce_inv_quad=reduce_inv_quad), empty
             return super().inv_quad_logdet(inv_quad_rhs, logdet=logdet, reduce_inv_quad=reduce_inv_quad)
-        empty = torch.zeros([], dtype=self.dtype, device=self.device)
         LU, pivots = self._lu()
-        inv_quad = empty
-        if inv_quad_rhs is not None:
-            rhs = inv_quad_rhs.unsqueeze(-1) if inv_quad_rhs.dim() == 1 else inv_quad_rhs
-            z = torch.linalg.lu_solve(LU, pivots, rhs.expand(LU.shape[:-2] + rhs.shape[-2:]))
-            inv_quad = (rhs * self.noise.solve(z)).sum(-2)
-            if reduce_inv_quad:
-                inv_quad = inv_quad.sum(-1)
-        log_det = empty
-        if logdet:
+
+        def log_det() -> torch.Tensor:
             # det(I + KQ) > 0: its eigenvalues are real and ≥ 1; the LU's diagonal carries the magnitude
-            log_det = LU.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1) + self.noise.logdet()
-        return inv_quad, log_det
+            return LU.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1) + self.noise.logdet()
+
+        solve = functools.partial(self._lu_solve, LU, pivots)
+        return exact_inv_quad_logdet(self, inv_quad_rhs, logdet, reduce_inv_quad, solve, log_det)
 
     def inv_quad(self, inv_quad_rhs: torch.Tensor, reduce_inv_quad: bool = True) -> torch.Tensor:
         if not self._exact(settings.fast_computations.log_prob):

@@ -87,17 +87,23 @@ class LowRankPlusPrecisionInverse(LinearOperator):
         super().__init__(root, noise)
         self.root, self.noise = root, noise
         self._capacitance_factor: torch.Tensor | None = None
+        self._noise_root: torch.Tensor | None = None
 
     # ---- the k × k capacitance C = I + Uᵀ Q U --------------------------------------------------------------------
     def _capacitance_cholesky(self) -> torch.Tensor:
         """Lower Cholesky factor of ``C = I + Uᵀ Q U`` (differentiable in ``U`` and ``Q``'s values; cached)."""
         if self._capacitance_factor is None:
             U = self.root
-            QU = self._noise_times(self.noise, U)
             eye = torch.eye(U.shape[-1], dtype=U.dtype, device=U.device)
-            C = eye + U.mT @ QU
+            C = eye + U.mT @ self._noise_times_root()
             self._capacitance_factor = torch.linalg.cholesky(0.5 * (C + C.mT))
         return self._capacitance_factor
+
+    def _noise_times_root(self) -> torch.Tensor:
+        """``Q U`` (differentiable in ``U`` and ``Q``'s values; cached: the capacitance and every solve use it)."""
+        if self._noise_root is None:
+            self._noise_root = self._noise_times(self.noise, self.root)
+        return self._noise_root
 
     @staticmethod
     def _noise_times(noise: PrecisionInverseLinearOperator, U: torch.Tensor) -> torch.Tensor:
@@ -132,7 +138,7 @@ class LowRankPlusPrecisionInverse(LinearOperator):
     def solve(self, right_tensor: torch.Tensor, left_tensor: torch.Tensor | None = None) -> torch.Tensor:
         vector = right_tensor.dim() == 1
         rhs = right_tensor.unsqueeze(-1) if vector else right_tensor
-        out = _woodbury(rhs, self._noise_times(self.noise, self.root), self._capacitance_cholesky(), self.noise.solve)
+        out = _woodbury(rhs, self._noise_times_root(), self._capacitance_cholesky(), self.noise.solve)
         out = out.squeeze(-1) if vector else out
         return out if left_tensor is None else left_tensor @ out
 
